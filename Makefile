@@ -1,0 +1,31 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   the intake on its embedded defaults (SQLite, data in ./var)
+#   make test   lint and the whole test suite
+# Both create .venv and install what they need.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo lint install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check intake tests bench
+
+test: lint
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/intake demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

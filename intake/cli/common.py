@@ -1,0 +1,93 @@
+"""Helpers shared by the sub-commands: passphrases, path options, messages."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from intake.errors import IntakeError
+
+MAX_PASSPHRASE_FILE = 4096
+
+
+def read_passphrase_file(path: Path) -> str:
+    try:
+        data = Path(path).read_bytes()[: MAX_PASSPHRASE_FILE + 1]
+    except OSError as exc:
+        raise IntakeError(f"The passphrase file {path} cannot be read ({exc.strerror}).") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntakeError(f"The passphrase file {path} is not UTF-8 text.") from None
+    lines = text.splitlines()
+    passphrase = lines[0] if lines else ""
+    if not passphrase:
+        raise IntakeError(
+            f"The passphrase file {path} is empty; put the passphrase on its first line."
+        )
+    return passphrase
+
+
+def passphrase_source(
+    passphrase_file: Path | None, *, what: str, new: bool = False
+) -> Callable[[], str]:
+    """A callable that returns the passphrase, asking at most once.
+
+    From `passphrase_file` when given; otherwise prompted on the terminal,
+    twice for a new passphrase.
+    """
+    cache: list[str] = []
+
+    def get() -> str:
+        if cache:
+            return cache[0]
+        if passphrase_file is not None:
+            value = read_passphrase_file(passphrase_file)
+        else:
+            if not sys.stdin.isatty():
+                raise IntakeError(
+                    "There is no terminal to ask for the passphrase; use --passphrase-file."
+                )
+            prompt = f"New passphrase for {what}" if new else f"Passphrase for {what}"
+            value = click.prompt(
+                prompt, hide_input=True, confirmation_prompt="Repeat it" if new else False, err=True
+            )
+            if not value:
+                raise IntakeError("The passphrase is empty; choose one of several words.")
+        cache.append(value)
+        return value
+
+    return get
+
+
+def info(message: str) -> None:
+    """A message for the person at the terminal (standard error)."""
+    click.echo(message, err=True)
+
+
+def path_option(
+    *names: str, envvar: str | None = None, default: str | None = None, help: str
+) -> Callable:
+    return click.option(
+        *names,
+        envvar=envvar,
+        default=default,
+        show_default=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=help,
+    )
+
+
+keyring_option = path_option(
+    "--keyring", envvar="INTAKE_KEYRING", default="keys/keyring.json", help="The keyring file."
+)
+admins_option = path_option(
+    "--admins", envvar="INTAKE_ADMINS", default="keys/admins.json", help="The admins file."
+)
+passphrase_file_option = path_option(
+    "--passphrase-file",
+    help="Read the passphrase from the first line of this file instead of asking.",
+)

@@ -1,0 +1,149 @@
+"""A key-less check of age headers arriving from untrusted clients.
+
+When the browser encrypts a report, the server receives only ciphertext. Before
+that ciphertext is filed as a submission, `check_client_header` makes sure it
+is what the page was told to produce: an age v1 file (binary, not armored)
+whose header holds only X25519 stanzas, exactly one per active recipient of
+the keyring version the client named, within `MAX_AGE_HEADER` bytes, and with
+at least one payload chunk after it. It cannot tell *which* keys the stanzas
+were made for (X25519 stanzas do not say), so it guarantees shape, not
+destination; a server that serves malicious JavaScript is out of its reach.
+
+The grammar follows the C2SP age specification: a version line, stanzas of
+``-> type args`` and a base64 body wrapped at 64 columns whose last line is
+shorter than 64, and a ``--- MAC`` line. Base64 must be canonical and unpadded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from intake.errors import EnvelopeError
+from intake.limits import MAX_AGE_HEADER
+
+VERSION_LINE = b"age-encryption.org/v1\n"
+#: A payload is a 16-byte nonce and at least one chunk with its 16-byte tag.
+MIN_PAYLOAD = 16 + 16
+_ARG = re.compile(rb"^[\x21-\x7e]+$")
+_B64 = re.compile(rb"^[A-Za-z0-9+/]*$")
+
+
+@dataclass(frozen=True)
+class Stanza:
+    type: str
+    args: tuple[str, ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class AgeHeader:
+    stanzas: tuple[Stanza, ...]
+    length: int  # bytes from the start of the file to the end of the MAC line
+
+
+def _b64(data: bytes, what: str) -> bytes:
+    if not _B64.match(data):
+        raise EnvelopeError(f"The age header has a {what} that is not unpadded base64.")
+    try:
+        raw = base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
+    except binascii.Error:
+        raise EnvelopeError(f"The age header has a {what} that is not valid base64.") from None
+    if base64.b64encode(raw).rstrip(b"=") != data:
+        raise EnvelopeError(f"The age header has a {what} in non-canonical base64.")
+    return raw
+
+
+def parse_header(prefix: bytes) -> AgeHeader:
+    """Parse the age header at the start of `prefix` (the first bytes of a file).
+
+    Reads no more than `MAX_AGE_HEADER` bytes of it; a header that does not end
+    within that bound is refused.
+    """
+    if prefix.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----"):
+        raise EnvelopeError("The ciphertext is ASCII-armored; send the binary age file.")
+    if not prefix.startswith(VERSION_LINE):
+        raise EnvelopeError(
+            "This is not an age v1 file (its first line is not age-encryption.org/v1)."
+        )
+    window = prefix[:MAX_AGE_HEADER]
+    pos = len(VERSION_LINE)
+    stanzas: list[Stanza] = []
+
+    def next_line() -> bytes:
+        nonlocal pos
+        end = window.find(b"\n", pos)
+        if end < 0:
+            if len(prefix) > MAX_AGE_HEADER:
+                raise EnvelopeError(f"The age header is longer than {MAX_AGE_HEADER} bytes.")
+            raise EnvelopeError("The age header is truncated.")
+        line = window[pos:end]
+        pos = end + 1
+        return line
+
+    while True:
+        line = next_line()
+        if line.startswith(b"---"):
+            if not line.startswith(b"--- ") or len(line) != 4 + 43:
+                raise EnvelopeError("The age header's MAC line is malformed.")
+            _b64(line[4:], "MAC")
+            break
+        if not line.startswith(b"-> "):
+            raise EnvelopeError("The age header has a line that is neither a stanza nor the MAC.")
+        args = line[3:].split(b" ")
+        if not all(_ARG.match(a) for a in args):
+            raise EnvelopeError(
+                "The age header has a stanza with an empty or non-printable argument."
+            )
+        body = b""
+        while True:
+            body_line = next_line()
+            if len(body_line) > 64:
+                raise EnvelopeError("The age header has a stanza body line longer than 64 columns.")
+            body += body_line
+            if len(body_line) < 64:
+                break
+        stanzas.append(
+            Stanza(
+                type=args[0].decode("ascii"),
+                args=tuple(a.decode("ascii") for a in args[1:]),
+                body=_b64(body, "stanza body"),
+            )
+        )
+    if not stanzas:
+        raise EnvelopeError("The age header has no recipient stanza.")
+    return AgeHeader(stanzas=tuple(stanzas), length=pos)
+
+
+def check_client_header(
+    prefix: bytes, *, expected_recipients: int, total_size: int | None = None
+) -> AgeHeader:
+    """Accept ciphertext from a client only if its header has the promised shape.
+
+    `prefix` is the start of the file (at least the whole header; reading
+    ``MAX_AGE_HEADER + 1`` bytes is always enough); `expected_recipients` is the
+    number of active recipients of the keyring version the client encrypted to.
+    """
+    header = parse_header(prefix)
+    for stanza in header.stanzas:
+        if stanza.type != "X25519":
+            raise EnvelopeError(
+                f"The ciphertext has a {stanza.type[:20]!r} stanza; "
+                "only X25519 recipients are accepted."
+            )
+        if len(stanza.args) != 1:
+            raise EnvelopeError("An X25519 stanza must have exactly one argument.")
+        if len(_b64(stanza.args[0].encode("ascii"), "X25519 share")) != 32:
+            raise EnvelopeError("An X25519 stanza's ephemeral share is not 32 bytes.")
+        if len(stanza.body) != 32:
+            raise EnvelopeError("An X25519 stanza's wrapped key is not 32 bytes.")
+    if len(header.stanzas) != expected_recipients:
+        raise EnvelopeError(
+            f"The ciphertext is encrypted to {len(header.stanzas)} recipients but the keyring has "
+            f"{expected_recipients} active ones; reload the page and submit again."
+        )
+    if total_size is not None and total_size < header.length + MIN_PAYLOAD:
+        raise EnvelopeError("The ciphertext ends right after its header; the upload is incomplete.")
+    return header
