@@ -63,13 +63,20 @@ def strip_invisible(text: str) -> str:
     return "".join(ch for ch in text if ch not in BIDI_CONTROLS and ch not in ZERO_WIDTH)
 
 
+MAX_ORIGINAL_NAME = 255
+
+
 def clean_original_name(name: str) -> str:
     """The original file name as report.json keeps it: NFC, no invisible characters,
-    no path, no control characters."""
+    no path, no control characters, at most 255 characters with the extension kept."""
     name = strip_invisible(unicodedata.normalize("NFC", name))
     name = re.split(r"[/\\]", name)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    return name.strip()[:255]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    if len(name) > MAX_ORIGINAL_NAME:
+        stem, dot, ext = name.rpartition(".")
+        keep = "." + ext if dot and stem and len(ext) <= 16 else ""
+        name = name[: MAX_ORIGINAL_NAME - len(keep)] + keep
+    return name
 
 
 def safe_name(name: str, index: int) -> str:
@@ -79,12 +86,11 @@ def safe_name(name: str, index: int) -> str:
     `MAX_SAFE_NAME` characters, no leading dot, the extension kept: a name can
     neither escape a folder nor disguise what it is.
     """
-    base = unicodedata.normalize("NFKC", clean_original_name(name))
-    base = _UNSAFE.sub("_", base).strip("._-")
+    base = _UNSAFE.sub("_", unicodedata.normalize("NFKC", clean_original_name(name)))
     match = _EXTENSION.search(base)
     ext = match.group(0).lower() if match else ""
-    stem = base[: len(base) - len(ext)].strip("._-") if ext else base
-    stem = stem[: MAX_SAFE_NAME - len(ext)].strip("._-") or "file"
+    stem = base[: len(base) - len(ext)] if ext else base
+    stem = stem.strip("._-")[: MAX_SAFE_NAME - len(ext)].strip("._-") or "file"
     return f"{index:02d}-{stem}{ext}"
 
 
@@ -227,6 +233,7 @@ class ExtractedReport:
 
 
 _ATTACHMENT_PREFIX = "attachments/"
+_SAFE_ENTRY = re.compile(rf"^\d{{2}}-[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_SAFE_NAME - 1}}}$")
 
 
 def _safe_entry_name(raw: str, index: int) -> str:
@@ -242,6 +249,8 @@ def _safe_entry_name(raw: str, index: int) -> str:
         )
     if len(parts) != 2 or parts[0] != "attachments" or not parts[1]:
         raise ContainerError(f"The container has an unexpected entry ({name[:60]!r}).")
+    if _SAFE_ENTRY.match(parts[1]):
+        return _ATTACHMENT_PREFIX + parts[1]  # already safe: keep it exactly, as tar -x would
     match = re.match(r"^(\d{2})-(.+)$", parts[1])
     if match:
         return _ATTACHMENT_PREFIX + safe_name(match.group(2), int(match.group(1)))
@@ -369,6 +378,8 @@ def _extract(src: BinaryIO, dest: Path, max_entries: int, max_total: int) -> Ext
     listed: set[str] = set()
     for i, entry in enumerate(document["attachments"], start=1):
         path = _safe_entry_name(entry["path"], i)
+        if path in listed:
+            raise ContainerError(f"report.json lists the file {path!r} twice.")
         if path not in found or found[path] != (entry["size"], entry["sha256"].lower()):
             raise ContainerError(f"The file {path!r} does not match what report.json says of it.")
         entry["path"] = path

@@ -29,7 +29,9 @@ from intake.limits import MAX_RECIPIENTS
 def parse_recipient(text: str) -> x25519.Recipient:
     """Parse an ``age1...`` X25519 recipient, or say why it is not one."""
     text = text.strip()
-    if not text.startswith("age1") or text.startswith("age1pq"):
+    # A Bech32 string's human-readable part is everything before its last "1":
+    # "age" for X25519; post-quantum ("age1pq1...") and plugin keys differ.
+    if text.lower().rpartition("1")[0] != "age":
         raise EnvelopeError(
             f"{text[:12]!r}… is not an age X25519 public key; it must start with age1 "
             "(the public key age-keygen or `intake keys new-identity` prints)."
@@ -55,9 +57,10 @@ def _recipients(recipients: Sequence[str]) -> list[x25519.Recipient]:
         raise EnvelopeError("There is no active recipient to encrypt to; add one to the keyring.")
     if len(recipients) > MAX_RECIPIENTS:
         raise EnvelopeError(f"At most {MAX_RECIPIENTS} recipients are allowed.")
-    if len(set(recipients)) != len(recipients):
+    stripped = [r.strip() for r in recipients]
+    if len(set(stripped)) != len(stripped):
         raise EnvelopeError("The same recipient is listed twice; list each key once.")
-    return [parse_recipient(r) for r in recipients]
+    return [parse_recipient(r) for r in stripped]
 
 
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, recipients: Sequence[str]) -> None:
@@ -87,6 +90,11 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[x25519.Ide
         pyrage.decrypt_io(src, dst, list(identities))
     except pyrage.DecryptError as exc:
         raise EnvelopeError(_decrypt_reason(str(exc))) from None
+    except OSError as exc:
+        if exc.errno is not None:  # a real I/O failure of src or dst, not of the ciphertext
+            raise
+        # rage reports a failed payload chunk (altered, cut or extended) as an I/O error.
+        raise EnvelopeError(_decrypt_reason("payload")) from None
 
 
 def decrypt_bytes(data: bytes, identities: Sequence[x25519.Identity]) -> bytes:

@@ -1,0 +1,298 @@
+"""The key-less check of client ciphertext: binary, X25519-only, of the promised shape."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+
+import pyrage
+import pytest
+from conftest import require_tool
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyrage import x25519
+
+from intake.crypto import envelope
+from intake.crypto.header import MIN_PAYLOAD, VERSION_LINE, check_client_header, parse_header
+from intake.errors import EnvelopeError
+from intake.limits import MAX_AGE_HEADER, MAX_RECIPIENTS
+
+
+def b64(raw: bytes) -> bytes:
+    return base64.b64encode(raw).rstrip(b"=")
+
+
+def x25519_stanza(seed: int = 0) -> bytes:
+    rng = bytes((seed + i) % 256 for i in range(32))
+    return b"-> X25519 " + b64(rng) + b"\n" + b64(rng[::-1]) + b"\n"
+
+
+def synthetic(stanzas: bytes, payload: bytes = bytes(MIN_PAYLOAD)) -> bytes:
+    """A well-formed age file shape (the MAC is not checked without keys)."""
+    return VERSION_LINE + stanzas + b"--- " + b64(bytes(range(32))) + b"\n" + payload
+
+
+#: Two X25519 stanzas, a MAC line and a minimal payload: the shape the browser must send.
+VALID = synthetic(x25519_stanza(1) + x25519_stanza(2))
+VALID_HEADER_LENGTH = len(VALID) - MIN_PAYLOAD
+
+
+def age_encrypt(tmp: Path, args: list[str], plaintext: bytes = b"a report\n" * 100) -> bytes:
+    age = require_tool("age")
+    source = tmp / "plain"
+    source.write_bytes(plaintext)
+    target = tmp / "cipher.age"
+    done = subprocess.run([age, *args, "-o", str(target), str(source)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    return target.read_bytes()
+
+
+def recipients(n: int) -> list[str]:
+    return [str(x25519.Identity.generate().to_public()) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def go_age_two(tmp_path_factory) -> bytes:
+    """Ciphertext the reference Go tool wrote for two recipients."""
+    r1, r2 = recipients(2)
+    return age_encrypt(tmp_path_factory.mktemp("age"), ["-r", r1, "-r", r2])
+
+
+def refused(data: bytes, message: str, **kwargs) -> None:
+    kwargs.setdefault("expected_recipients", 2)
+    with pytest.raises(EnvelopeError, match=message):
+        check_client_header(data, **kwargs)
+
+
+# --------------------------------------------------------------------------- the real age tool
+
+
+def test_age_output_for_two_recipients_passes_when_two_are_expected(go_age_two):
+    header = check_client_header(go_age_two, expected_recipients=2, total_size=len(go_age_two))
+    assert [s.type for s in header.stanzas] == ["X25519", "X25519"]
+    assert go_age_two[: header.length].endswith(b"\n")
+    mac_line = go_age_two[: header.length].rsplit(b"\n", 2)[-2]
+    assert mac_line.startswith(b"--- ")
+    assert len(go_age_two) - header.length >= MIN_PAYLOAD
+
+
+@pytest.mark.parametrize("expected", [1, 3])
+def test_age_output_for_two_recipients_fails_when_another_count_is_expected(go_age_two, expected):
+    refused(
+        go_age_two,
+        f"encrypted to 2 recipients but the keyring has {expected} active",
+        expected_recipients=expected,
+    )
+
+
+def test_age_output_for_the_maximum_recipient_count_fits_within_the_header_bound(tmp_path):
+    args = [arg for r in recipients(MAX_RECIPIENTS) for arg in ("-r", r)]
+    data = age_encrypt(tmp_path, args)
+    header = check_client_header(data, expected_recipients=MAX_RECIPIENTS, total_size=len(data))
+    assert header.length <= MAX_AGE_HEADER
+
+
+def test_armored_age_output_is_refused_as_armored(tmp_path):
+    data = age_encrypt(tmp_path, ["-a", "-r", recipients(1)[0]])
+    refused(data, "ASCII-armored", expected_recipients=1)
+
+
+# --------------------------------------------------------------------------- other producers
+
+
+def test_pyrage_output_is_refused_because_of_its_grease_stanza():
+    data = envelope.encrypt_bytes(b"x", recipients(2))
+    assert len(parse_header(data).stanzas) == 3  # two X25519 and the grease
+    refused(data, "only X25519 recipients are accepted")
+
+
+def test_a_passphrase_file_is_refused():
+    data = pyrage.passphrase.encrypt(b"a report", "correct horse")
+    refused(data, "'scrypt' stanza; only X25519 recipients are accepted", expected_recipients=1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"PK\x03\x04" + bytes(100), b"age-encryption.org/v2\n", b"AGE-ENCRYPTION.ORG/V1\n",
+     b"\xef\xbb\xbf" + VALID, b" " + VALID],
+    ids=["empty", "zip", "v2", "uppercase", "bom", "leading-space"],
+)
+def test_a_file_that_is_not_age_v1_is_refused(data):
+    refused(data, "not an age v1 file")
+
+
+def test_a_header_truncated_at_any_byte_is_refused_with_an_envelope_error(go_age_two):
+    length = parse_header(go_age_two).length
+    for cut in range(length):
+        with pytest.raises(EnvelopeError):
+            check_client_header(go_age_two[:cut], expected_recipients=2)
+        with pytest.raises(EnvelopeError):
+            parse_header(go_age_two[:cut])
+
+
+def test_the_synthetic_header_passes_so_the_mutations_below_mean_something():
+    header = check_client_header(VALID, expected_recipients=2, total_size=len(VALID))
+    assert header.length == VALID_HEADER_LENGTH
+
+
+def test_a_header_longer_than_the_bound_is_refused():
+    count = MAX_AGE_HEADER // 90 + 10
+    data = synthetic(b"".join(x25519_stanza(i) for i in range(count)))
+    assert len(data) > MAX_AGE_HEADER + MIN_PAYLOAD
+    refused(data, f"longer than {MAX_AGE_HEADER} bytes", expected_recipients=count)
+
+
+def test_a_single_line_longer_than_the_bound_is_refused():
+    data = VERSION_LINE + b"-> X25519 " + b"A" * (MAX_AGE_HEADER + 10)
+    refused(data, f"longer than {MAX_AGE_HEADER} bytes")
+
+
+def last_char_bumped(text: bytes) -> bytes:
+    """The same base64 with non-zero unused low bits: decodes to the same bytes, non-canonical."""
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    index = alphabet.index(text[-1:])
+    assert index & 3 == 0  # a 43-char encoding of 32 bytes leaves two unused bits
+    return text[:-1] + alphabet[index | 1 : (index | 1) + 1]
+
+
+def test_non_canonical_base64_in_a_stanza_body_is_refused():
+    share, body = b64(bytes(32)), b64(bytes(range(32)))
+    bumped = last_char_bumped(body)
+    assert base64.b64decode(bumped + b"=") == base64.b64decode(body + b"=")
+    data = synthetic(b"-> X25519 " + share + b"\n" + bumped + b"\n")
+    refused(data, "stanza body in non-canonical base64", expected_recipients=1)
+
+
+def test_non_canonical_base64_in_an_x25519_share_is_refused():
+    share, body = b64(bytes(32)), b64(bytes(range(32)))
+    data = synthetic(b"-> X25519 " + last_char_bumped(share) + b"\n" + body + b"\n")
+    refused(data, "X25519 share in non-canonical base64", expected_recipients=1)
+
+
+def test_non_canonical_base64_in_the_mac_is_refused():
+    mac = b64(bytes(range(32)))
+    data = VERSION_LINE + x25519_stanza() + b"--- " + last_char_bumped(mac) + b"\n" + bytes(32)
+    refused(data, "MAC in non-canonical base64", expected_recipients=1)
+
+
+def test_a_padded_stanza_body_is_refused():
+    data = synthetic(b"-> X25519 " + b64(bytes(32)) + b"\n" + b64(bytes(range(32))) + b"=\n")
+    refused(data, "not unpadded base64", expected_recipients=1)
+
+
+def test_a_stanza_body_line_over_64_columns_is_refused():
+    body = b64(bytes(49))  # 66 columns on one line
+    assert len(body) > 64
+    data = synthetic(b"-> X25519 " + b64(bytes(32)) + b"\n" + body + b"\n")
+    refused(data, "longer than 64 columns", expected_recipients=1)
+
+
+def test_a_full_64_column_body_line_needs_a_final_short_line():
+    body = b64(bytes(48))
+    assert len(body) == 64
+    ended = synthetic(b"-> other " + b"arg\n" + body + b"\n\n")
+    assert parse_header(ended).stanzas[0].body == bytes(48)
+    unended = synthetic(b"-> other " + b"arg\n" + body + b"\n")
+    with pytest.raises(EnvelopeError):
+        parse_header(unended)
+
+
+@pytest.mark.parametrize(
+    ("stanza", "message"),
+    [
+        (b"-> X25519 " + b64(bytes(32)) + b" extra\n" + b64(bytes(32)) + b"\n",
+         "exactly one argument"),
+        (b"-> X25519 " + b64(bytes(31)) + b"\n" + b64(bytes(32)) + b"\n", "share is not 32 bytes"),
+        (b"-> X25519 " + b64(bytes(32)) + b"\n" + b64(bytes(33)) + b"\n",
+         "wrapped key is not 32 bytes"),
+        (b"-> X25519  " + b64(bytes(32)) + b"\n" + b64(bytes(32)) + b"\n",
+         "empty or non-printable"),
+        (b"-> \n" + b64(bytes(32)) + b"\n", "empty or non-printable"),
+        (b"-> X25519 \x7f\n" + b64(bytes(32)) + b"\n", "empty or non-printable"),
+        (b"=> X25519 x\n", "neither a stanza nor the MAC"),
+        (b"", "no recipient stanza"),
+    ],
+    ids=["two-args", "short-share", "long-body", "double-space", "no-type", "del-char",
+         "bad-arrow", "no-stanza"],
+)
+def test_a_malformed_stanza_is_refused(stanza, message):
+    refused(synthetic(stanza), message, expected_recipients=1)
+
+
+@pytest.mark.parametrize("mac", [b"---", b"--- " + b64(bytes(31)), b"---" + b64(bytes(32)),
+                                 b"--- " + b64(bytes(32)) + b" x"])
+def test_a_malformed_mac_line_is_refused(mac):
+    data = VERSION_LINE + x25519_stanza() + mac + b"\n" + bytes(32)
+    refused(data, "MAC line is malformed", expected_recipients=1)
+
+
+def test_a_header_with_no_payload_after_it_is_refused():
+    refused(VALID, "ends right after its header", total_size=VALID_HEADER_LENGTH)
+    refused(VALID, "ends right after its header", total_size=VALID_HEADER_LENGTH + MIN_PAYLOAD - 1)
+
+
+def test_a_header_with_one_minimal_chunk_after_it_passes():
+    header = check_client_header(
+        VALID, expected_recipients=2, total_size=VALID_HEADER_LENGTH + MIN_PAYLOAD
+    )
+    assert header.length == VALID_HEADER_LENGTH
+
+
+def test_age_output_without_its_payload_is_refused(go_age_two):
+    length = parse_header(go_age_two).length
+    refused(go_age_two[:length], "ends right after its header", total_size=length)
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+
+def only_envelope_errors(data: bytes) -> None:
+    for expected in (1, 2):
+        try:
+            check_client_header(data, expected_recipients=expected, total_size=len(data))
+        except EnvelopeError as exc:
+            assert str(exc)
+    try:
+        parse_header(data)
+    except EnvelopeError as exc:
+        assert str(exc)
+
+
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_raise_nothing_but_envelope_error(data):
+    only_envelope_errors(data)
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_after_the_version_line_raise_nothing_but_envelope_error(data):
+    only_envelope_errors(VERSION_LINE + data)
+
+
+@FUZZ
+@given(
+    st.sampled_from(["flip", "insert", "delete"]),
+    st.integers(0, VALID_HEADER_LENGTH),
+    st.integers(0, 255),
+)
+def test_one_byte_mutations_of_a_valid_header_raise_nothing_but_envelope_error(op, index, value):
+    data = bytearray(VALID)
+    if op == "flip":
+        data[min(index, len(data) - 1)] ^= value or 1
+    elif op == "insert":
+        data.insert(index, value)
+    else:
+        del data[min(index, len(data) - 1)]
+    only_envelope_errors(bytes(data))
+
+
+def test_random_bytes_inside_a_valid_frame_raise_nothing_but_envelope_error():
+    for _ in range(300):
+        noise = os.urandom(80)
+        only_envelope_errors(VERSION_LINE + b"-> X25519 " + noise + b"\n--- " + noise[:43] + b"\n")
