@@ -113,7 +113,16 @@ class HashingReader(io.RawIOBase):
 
 
 def peak_rss() -> int:
-    """The process's peak resident set size in bytes (Linux reports KiB)."""
+    """This process image's peak resident set size in bytes.
+
+    VmHWM belongs to the memory map made at exec; ``ru_maxrss`` would not do,
+    because Linux carries it across fork and exec, so a child of a large
+    pytest process would start with its parent's peak and hide any growth.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

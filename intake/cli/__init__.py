@@ -14,6 +14,7 @@ import sys
 import click
 
 from intake.cli.keys import keys
+from intake.cli.server import database, demo, serve
 from intake.errors import IntakeError
 
 EXIT_USER_ERROR = 1
@@ -27,6 +28,9 @@ def cli() -> None:
 
 
 cli.add_command(keys)
+cli.add_command(serve)
+cli.add_command(database)
+cli.add_command(demo)
 
 
 def main(argv: list[str] | None = None) -> None:

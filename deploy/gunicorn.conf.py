@@ -1,0 +1,59 @@
+"""gunicorn settings for the intake: `gunicorn -c deploy/gunicorn.conf.py`.
+
+The application is `intake:create_app()`, configured from the INTAKE_*
+environment variables. Logs carry no client address, no user agent, no
+referrer, no query string and no time: the access log is the method, path,
+status and size; the error log has no timestamps.
+"""
+
+import multiprocessing
+import os
+
+wsgi_app = "intake:create_app()"
+bind = os.environ.get("INTAKE_BIND", "127.0.0.1:8000")
+
+# Threads keep a slow Tor upload from holding a whole process; two cores give
+# three processes of four threads.
+worker_class = "gthread"
+workers = int(os.environ.get("INTAKE_WORKERS", multiprocessing.cpu_count() + 1))
+threads = int(os.environ.get("INTAKE_THREADS", 4))
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+
+# Request-line and header limits: a form needs little; hostile headers get a 400.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+
+# No address (%(h)s), no time (%(t)s), no user agent (%(a)s), no referrer (%(f)s),
+# no query string: method, path, status and response size only.
+accesslog = "-"
+access_log_format = '"%(m)s %(U)s" %(s)s %(B)s'
+errorlog = "-"
+loglevel = "info"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": ["error_console"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["access_console"], "propagate": False},
+    },
+    "handlers": {
+        "error_console": {"class": "logging.StreamHandler", "formatter": "plain",
+                          "stream": "ext://sys.stderr"},
+        "access_console": {"class": "logging.StreamHandler", "formatter": "plain",
+                           "stream": "ext://sys.stdout"},
+    },
+    "formatters": {"plain": {"format": "%(levelname)s [%(process)d] %(name)s: %(message)s"}},
+}
+
+
+
+def on_starting(server):
+    """Bring the database schema up to date once, before any worker starts."""
+    from intake.config import settings_from_env
+    from intake.storage import db
+
+    db.upgrade(settings_from_env().database_url)

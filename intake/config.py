@@ -1,0 +1,82 @@
+"""Settings from the environment, each with an embedded default.
+
+The names are a contract (see the architecture): INTAKE_DATA_DIR,
+INTAKE_DATABASE_URL, INTAKE_KEYRING, INTAKE_ADMINS, INTAKE_MAX_UPLOAD. Nothing
+needs setting for a demo: data goes to ./var, SQLite lives there, keys are
+read from ./keys. `load_secret_key` creates the Flask secret on first run,
+mode 0600, in the data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from intake.errors import IntakeError
+from intake.fsutil import atomic_write
+from intake.limits import DEFAULT_MAX_UPLOAD, MiB
+
+#: Where "quick exit" leads: a neutral, common site that explains nothing.
+QUICK_EXIT_URL = "https://www.wikipedia.org/"
+
+#: How often the keyring file is looked at for changes, at most.
+KEYRING_CHECK_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    keyring_path: Path
+    admins_path: Path
+    max_upload: int
+    keyring_check_seconds: float = KEYRING_CHECK_SECONDS
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret_key"
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("INTAKE_DATA_DIR") or "var").absolute()
+    database_url = env.get("INTAKE_DATABASE_URL") or f"sqlite:///{data_dir / 'intake.db'}"
+    raw_max = env.get("INTAKE_MAX_UPLOAD") or str(DEFAULT_MAX_UPLOAD)
+    try:
+        max_upload = int(raw_max)
+    except ValueError:
+        raise IntakeError("INTAKE_MAX_UPLOAD must be a number of bytes, e.g. 524288000.") from None
+    if max_upload < 1 * MiB:
+        raise IntakeError("INTAKE_MAX_UPLOAD must be at least 1048576 bytes (1 MiB).")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        keyring_path=Path(env.get("INTAKE_KEYRING") or "keys/keyring.json").absolute(),
+        admins_path=Path(env.get("INTAKE_ADMINS") or "keys/admins.json").absolute(),
+        max_upload=max_upload,
+    )
+
+
+def load_secret_key(path: Path) -> bytes:
+    """The Flask secret key: read, or made on first run with mode 0600."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        # Another worker may make it first: then use theirs.
+        with contextlib.suppress(FileExistsError):
+            atomic_write(path, secrets.token_hex(32).encode("ascii"), mode=0o600, overwrite=False)
+    key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise IntakeError(f"The secret key file {path} is damaged; delete it to make a new one.")
+    return key

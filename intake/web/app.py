@@ -1,0 +1,162 @@
+"""`build_app`: the whole web application, from settings, in one readable place."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, redirect, render_template, request, url_for
+from flask_babel import Babel
+from flask_babel import gettext as _
+from sqlalchemy.orm import sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from intake.config import QUICK_EXIT_URL, Settings, load_secret_key
+from intake.errors import IntakeError
+from intake.storage import db
+from intake.storage.blobs import BlobStore
+from intake.storage.submissions import find_orphans, highest_keyring_version, raise_keyring_version
+from intake.web import report
+from intake.web.keyring_state import IntakeClosed, KeyringWatcher
+from intake.web.request import IntakeRequest
+from intake.web.security import (
+    RequestSecureSessionInterface,
+    add_security_headers,
+    configure_logging,
+)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+admin_log = logging.getLogger("intake.admin")
+
+
+@dataclass
+class IntakeState:
+    settings: Settings
+    store: BlobStore
+    session_factory: sessionmaker
+    watcher: KeyringWatcher
+
+
+def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Flask:
+    configure_logging()
+    app = Flask(
+        "intake",
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(Path(__file__).resolve().parent.parent / "static"),
+    )
+    app.request_class = IntakeRequest
+    app.session_interface = RequestSecureSessionInterface()
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=load_secret_key(settings.secret_key_path),
+        MAX_CONTENT_LENGTH=settings.max_upload,
+        SESSION_COOKIE_NAME="session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        WTF_CSRF_TIME_LIMIT=24 * 3600,
+        BABEL_DEFAULT_LOCALE=report.DEFAULT_LANGUAGE,
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).resolve().parent.parent / "translations"),
+        INTAKE_SETTINGS=settings,
+        TRAP_HTTP_EXCEPTIONS=False,
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    app.config.update(overrides or {})
+
+    engine = db.make_engine(settings.database_url)
+    if not db.is_up_to_date(engine):
+        raise IntakeError("The database is not up to date; run `intake db upgrade` first.")
+    session_factory = db.make_session_factory(engine)
+    store = BlobStore(settings.blob_dir)
+    watcher = KeyringWatcher(
+        settings.keyring_path,
+        settings.admins_path,
+        highest_version=lambda: highest_keyring_version(session_factory),
+        raise_version=lambda v: raise_keyring_version(session_factory, v),
+        interval=settings.keyring_check_seconds,
+    )
+    app.extensions["intake"] = IntakeState(settings, store, session_factory, watcher)
+    Babel(app, locale_selector=lambda: g.get("lang", report.DEFAULT_LANGUAGE))
+
+    report_orphans(session_factory, store)
+    # Check the keyring once at start: a refusal is logged for the admin, and
+    # the form stays closed until a valid keyring arrives.
+    with contextlib.suppress(IntakeClosed):
+        watcher.current()
+
+    app.register_blueprint(report.bp)
+    app.jinja_env.globals["quick_exit_url"] = QUICK_EXIT_URL
+    app.after_request(add_security_headers)
+
+    @app.get("/")
+    def index() -> Any:
+        return redirect(url_for("report.safety", lang=report.DEFAULT_LANGUAGE), code=302)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[str, int]:
+        return render_template("error.html", **_http_error_text(exc)), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> tuple[str, int]:
+        app.logger.error(
+            "internal error while serving %s: %s", request.endpoint, type(exc).__name__
+        )
+        return render_template(
+            "error.html",
+            title=_("Something went wrong"),
+            message=_("Nothing was stored. Please try again in a few minutes."),
+        ), 500
+
+    return app
+
+
+def _http_error_text(exc: HTTPException) -> dict[str, str]:
+    code = exc.code or 500
+    if code == 413:
+        return {
+            "title": _("This report is too large"),
+            "message": _(
+                "The files together are larger than the intake accepts. Nothing was "
+                "stored. Send fewer or smaller files, or describe them in the text."
+            ),
+        }
+    if code == 404:
+        return {
+            "title": _("Page not found"),
+            "message": _("Check the address, or start again from the first page."),
+        }
+    if code == 405:
+        return {
+            "title": _("This page cannot be used this way"),
+            "message": _("Start again from the first page."),
+        }
+    if code == 415:
+        return {
+            "title": _("The form was sent in a way the intake does not accept"),
+            "message": _("Send the report from the form on this site."),
+        }
+    return {
+        "title": _("The request could not be understood"),
+        "message": _("Nothing was stored. Go back to the form and send it again."),
+    }
+
+
+def report_orphans(session_factory: sessionmaker, store: BlobStore) -> None:
+    """Say what a crash left behind: the admin decides, nothing is served."""
+    orphans = find_orphans(session_factory, store)
+    if orphans.blobs_without_row:
+        admin_log.warning(
+            "%d blob(s) without a row (an interrupted submission); they are not "
+            "served as submissions",
+            len(orphans.blobs_without_row),
+        )
+    if orphans.rows_without_blob:
+        admin_log.warning(
+            "%d submission row(s) without a blob; they are not served",
+            len(orphans.rows_without_blob),
+        )
+    if orphans.temp_files:
+        admin_log.warning("%d unfinished blob temp file(s) removed", len(orphans.temp_files))
+        store.remove_temp_files()

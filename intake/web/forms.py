@@ -1,0 +1,152 @@
+"""The report form, built from `intake.schema`: one source of truth.
+
+Each schema field becomes a WTForms field with server-side validation whose
+messages are short and say what to do; the template names the field next to
+each message. `report_fields` turns a valid form into the ``fields`` object
+of report.json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    Field,
+    HiddenField,
+    MultipleFileField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
+
+from intake import schema
+from intake.limits import MAX_ATTACHMENTS
+
+
+class AtLeastOne:
+    def __call__(self, form: FlaskForm, field: Field) -> None:
+        if not field.data:
+            raise ValidationError(_l("Choose at least one."))
+
+
+class PartialDate:
+    def __call__(self, form: FlaskForm, field: Field) -> None:
+        if not field.data:
+            return
+        normalised = schema.normalise_partial_date(field.data)
+        if normalised is None:
+            raise ValidationError(
+                _l(
+                    "Write a year, a year and month, or a full date, "
+                    "like 2026, 2026-03 or 2026-03-14."
+                )
+            )
+        field.data = normalised
+
+
+class FileCount:
+    def __call__(self, form: FlaskForm, field: Field) -> None:
+        chosen = [f for f in field.data or [] if getattr(f, "filename", "")]
+        if len(chosen) > MAX_ATTACHMENTS:
+            raise ValidationError(
+                _l(
+                    "Attach at most %(count)d files; leave out the least important ones.",
+                    count=MAX_ATTACHMENTS,
+                )
+            )
+
+
+def _choices(field: schema.Field) -> list[SelectChoice]:
+    choices = schema.country_choices() if field.kind == "country" else field.choices
+    return [SelectChoice(c.value, c.label) for c in choices]
+
+
+def _make_field(field: schema.Field) -> Field:
+    required = [InputRequired(message=_l("This is required."))] if field.required else [Optional()]
+    length = (
+        [
+            Length(
+                max=field.max_length,
+                message=_l("Shorten this to %(max)d characters at most.", max=field.max_length),
+            )
+        ]
+        if field.max_length
+        else []
+    )
+    kind = field.kind
+    if kind == "radio":
+        return RadioField(
+            field.label,
+            choices=_choices(field),
+            default=field.default,
+            validators=required if field.required else [Optional()],
+            validate_choice=True,
+        )
+    if kind in ("select", "country"):
+        choices = [SelectChoice("", _l("Choose…")), *_choices(field)]
+        return SelectField(
+            field.label,
+            choices=choices,
+            default=field.default or "",
+            validators=required if field.required else [Optional()],
+        )
+    if kind in schema.MULTI_KINDS:
+        return SelectMultipleField(
+            field.label,
+            choices=_choices(field),
+            default=[],
+            validators=[AtLeastOne()] if field.required else [Optional()],
+        )
+    if kind == "checkbox":
+        return BooleanField(field.label, default=False)
+    if kind == "textarea":
+        return TextAreaField(field.label, validators=required + length)
+    if kind == "partial_date":
+        return StringField(field.label, validators=required + [PartialDate()])
+    if kind == "files":
+        return MultipleFileField(field.label, validators=[FileCount()])
+    return StringField(field.label, validators=required + length)
+
+
+def _build_form_class() -> type[FlaskForm]:
+    attributes: dict[str, Any] = {name: _make_field(f) for name, f in schema.FIELDS.items()}
+    attributes["keyring_version"] = HiddenField()
+
+    def validate(self: FlaskForm, extra_validators: Any = None) -> bool:
+        ok = FlaskForm.validate(self, extra_validators)
+        values = {name: getattr(self, name).data for name in schema.FIELDS}
+        for name, message in schema.conditional_errors(values).items():
+            field = getattr(self, name)
+            if not field.errors:  # one message per field: the first problem is enough
+                field.errors = [message]
+            ok = False
+        return ok
+
+    attributes["validate"] = validate
+    return type("ReportForm", (FlaskForm,), attributes)
+
+
+ReportForm = _build_form_class()
+
+
+def report_fields(form: FlaskForm) -> dict[str, Any]:
+    """The ``fields`` of report.json: every schema field but the files, as typed."""
+    fields: dict[str, Any] = {}
+    for name, field in schema.FIELDS.items():
+        if field.kind == "files":
+            continue
+        data = getattr(form, name).data
+        if field.kind in schema.MULTI_KINDS:
+            fields[name] = list(data or [])
+        elif field.kind == "checkbox":
+            fields[name] = bool(data)
+        else:
+            fields[name] = data or ""
+    return fields

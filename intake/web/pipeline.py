@@ -1,0 +1,85 @@
+"""The no-JavaScript path from a valid form to a stored submission.
+
+The spooled files (ciphertext on disk, plaintext only in memory) and the form
+fields become the report container, which is age-encrypted, streaming, to the
+keyring's active recipients straight into the blob store. The blob is durable
+(fsync, rename, fsync) before its row is committed, so a crash leaves at worst
+an orphan blob that start-up reports, never a row without its blob.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.orm import sessionmaker
+
+from intake.crypto import keyring as kr
+from intake.crypto.container import Attachment, ContainerReader
+from intake.crypto.envelope import encrypt_stream
+from intake.crypto.spool import EncryptedSpool
+from intake.errors import IntakeError
+from intake.storage.blobs import BlobStore
+from intake.storage.submissions import new_submission_id, record_submission
+
+_MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
+
+
+class StorageFull(IntakeError):
+    """The data directory has no room for this submission."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content_type: str
+    spool: EncryptedSpool
+
+
+def today() -> date:
+    """The day, in UTC: the only time a submission keeps."""
+    return datetime.now(UTC).date()
+
+
+def _attachment(upload: Upload) -> Attachment:
+    upload.spool.seal()
+    declared = upload.content_type.split(";")[0].strip()
+    return Attachment(
+        name=upload.filename,
+        type=declared if _MIME.match(declared) else "application/octet-stream",
+        size=upload.spool.size,
+        sha256=upload.spool.sha256,
+        open=upload.spool.open_plaintext,
+    )
+
+
+def store_report(
+    *,
+    lang: str,
+    fields: dict[str, Any],
+    uploads: list[Upload],
+    keyring: kr.Keyring,
+    store: BlobStore,
+    session_factory: sessionmaker,
+) -> None:
+    """Encrypt one report to `keyring` and file it; raise on any failure, leaving nothing."""
+    container = ContainerReader(lang, fields, [_attachment(u) for u in uploads])
+    submission_id = new_submission_id()
+    day = today()
+    try:
+        with store.writer(submission_id, day) as out:
+            encrypt_stream(container, out, keyring.active_recipients())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull("The server is out of space.") from None
+        raise
+    record_submission(
+        session_factory,
+        store,
+        submission_id=submission_id,
+        day=day,
+        keyring_version=keyring.version,
+    )
