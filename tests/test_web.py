@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 from helpers import Deployment, form_tokens, valid_report
+from sqlalchemy import text
 
 from intake.config import Settings
 from intake.crypto import keyring as kr
@@ -378,3 +380,26 @@ def test_an_unsigned_keyring_is_never_used(tmp_path, settings, deployment):
     deployment.write(kr.renew_keyring(deployment.current().document), sign=False)
     client = build_app(settings, {"TESTING": True}).test_client()
     assert client.get("/en/report").status_code == 503
+
+
+def test_postgresql_stores_reports_the_same_way(tmp_path, deployment):
+    url = os.environ.get("INTAKE_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("INTAKE_TEST_DATABASE_URL is not set (.ci/run sets it)")
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        for table in ("submissions", "keyring_state", "alembic_version"):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    db.upgrade(url)
+    settings = Settings(data_dir=tmp_path / "pg", database_url=url,
+                        keyring_path=deployment.keyring_path, admins_path=deployment.admins_path,
+                        max_upload=8 * MiB, keyring_check_seconds=0)
+    client = build_app(settings, {"TESTING": True}).test_client()
+    assert post(client, valid_report(narrative="on postgres")).status_code == 303
+    from intake.storage.models import Submission
+
+    with db.make_session_factory(engine)() as session:
+        [row] = session.query(Submission).all()
+    [blob] = blobs(settings)
+    assert row.id == blob.stem and row.keyring_version == deployment.current().version
+    engine.dispose()
