@@ -41,6 +41,10 @@ class Settings:
         return self.data_dir / "blobs"
 
     @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
 

@@ -44,6 +44,10 @@ def test_demo_starts_an_intake_whose_reports_open_with_the_demo_identity(tmp_pat
     demo = tmp_path / "var" / "demo"
     assert "DEMO" in err.decode() and str(demo / "reviewer.key") in err.decode()
     assert list((tmp_path / "keys").iterdir()) == []  # demo keys never go to keys/
+    requests_logged = [
+        line for line in err.decode().splitlines() if '"GET ' in line or '"POST ' in line
+    ]
+    assert requests_logged and not any("127.0.0.1" in line for line in requests_logged)
     passphrase = (demo / "passphrase.txt").read_text().splitlines()[0]
     assert passphrase in err.decode()
     identities = load_identities(demo / "reviewer.key", lambda: passphrase)

@@ -27,6 +27,7 @@ DAY = date(2026, 11, 28)
 ALLOWED = {
     "submissions": {"id", "received_on", "size", "keyring_version", "state"},
     "keyring_state": {"id", "highest_version"},
+    "uploads": {"id", "size", "received", "keyring_version", "expires_hour", "state"},
 }
 
 
@@ -39,7 +40,7 @@ def database_url(request, tmp_path):
         pytest.skip("INTAKE_TEST_DATABASE_URL is not set (.ci/run sets it)")
     engine = db.make_engine(url)
     with engine.begin() as connection:  # a clean schema for every test
-        for table in ("submissions", "keyring_state", "alembic_version"):
+        for table in ("submissions", "keyring_state", "uploads", "alembic_version"):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     return url
@@ -69,7 +70,7 @@ def test_upgrade_is_idempotent_and_up_to_date(database_url):
     db.upgrade(database_url)
     db.upgrade(database_url)
     engine = db.make_engine(database_url)
-    assert db.is_up_to_date(engine) and db.current_revision(engine) == "0001"
+    assert db.is_up_to_date(engine) and db.current_revision(engine) == "0002"
     engine.dispose()
 
 

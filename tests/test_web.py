@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -388,12 +389,17 @@ def test_postgresql_stores_reports_the_same_way(tmp_path, deployment):
         pytest.skip("INTAKE_TEST_DATABASE_URL is not set (.ci/run sets it)")
     engine = db.make_engine(url)
     with engine.begin() as connection:
-        for table in ("submissions", "keyring_state", "alembic_version"):
+        for table in ("submissions", "keyring_state", "uploads", "alembic_version"):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     db.upgrade(url)
-    settings = Settings(data_dir=tmp_path / "pg", database_url=url,
-                        keyring_path=deployment.keyring_path, admins_path=deployment.admins_path,
-                        max_upload=8 * MiB, keyring_check_seconds=0)
+    settings = Settings(
+        data_dir=tmp_path / "pg",
+        database_url=url,
+        keyring_path=deployment.keyring_path,
+        admins_path=deployment.admins_path,
+        max_upload=8 * MiB,
+        keyring_check_seconds=0,
+    )
     client = build_app(settings, {"TESTING": True}).test_client()
     assert post(client, valid_report(narrative="on postgres")).status_code == 303
     from intake.storage.models import Submission
@@ -403,3 +409,24 @@ def test_postgresql_stores_reports_the_same_way(tmp_path, deployment):
     [blob] = blobs(settings)
     assert row.id == blob.stem and row.keyring_version == deployment.current().version
     engine.dispose()
+
+
+def test_the_secret_key_is_made_once_with_mode_0600(settings, app):
+    mode = settings.secret_key_path.stat().st_mode & 0o777
+    assert mode == 0o600
+    key = settings.secret_key_path.read_bytes()
+    build_app(settings, {"TESTING": True})
+    assert settings.secret_key_path.read_bytes() == key
+
+
+def test_orphans_are_reported_at_start_and_half_written_blobs_removed(settings, caplog):
+    from intake.storage.blobs import BlobStore
+
+    store = BlobStore(settings.blob_dir)
+    with store.writer("ab" * 16, date(2026, 11, 28)) as fh:
+        fh.write(b"a blob whose row never came")
+    (settings.blob_dir / ".tmp-00000000deadbeef").write_bytes(b"half")
+    build_app(settings, {"TESTING": True})
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "1 blob(s) without a row" in messages and "temp file(s) removed" in messages
+    assert store.temp_files() == [] and store.exists("ab" * 16)

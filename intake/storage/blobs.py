@@ -64,6 +64,23 @@ class BlobStore:
                 os.unlink(temp)
             raise
 
+    def adopt(self, source: Path, submission_id: str, day: date) -> None:
+        """Link the finished file `source` (same file system) as the blob of `submission_id`.
+
+        The caller unlinks `source` once the row is committed.
+        """
+        target = self.path(submission_id)
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        stamp = day_timestamp(day)
+        os.utime(source, (stamp, stamp))
+        os.chmod(source, 0o600)
+        os.link(source, target)  # refuses to replace an existing blob
+        fsync_dir(self.root)
+
     def exists(self, submission_id: str) -> bool:
         return self.path(submission_id).is_file()
 

@@ -34,3 +34,26 @@ class KeyringState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     highest_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+UPLOAD_STATES = ("open", "finishing", "finished")
+
+
+class Upload(Base):
+    """A resumable upload of browser-made ciphertext, until it is filed or expires.
+
+    Its id is a capability (192 random bits) and is never a submission id.
+    Expiry is kept to the hour, not the second.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'finishing', 'finished')", name="upload_state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    keyring_version: Mapped[int] = mapped_column(Integer)
+    expires_hour: Mapped[int] = mapped_column(Integer)  # hours since the epoch, UTC
+    state: Mapped[str] = mapped_column(String(16), default="open")

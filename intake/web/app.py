@@ -19,7 +19,8 @@ from intake.errors import IntakeError
 from intake.storage import db
 from intake.storage.blobs import BlobStore
 from intake.storage.submissions import find_orphans, highest_keyring_version, raise_keyring_version
-from intake.web import report
+from intake.storage.uploads import UploadStore
+from intake.web import api, report
 from intake.web.keyring_state import IntakeClosed, KeyringWatcher
 from intake.web.request import IntakeRequest
 from intake.web.security import (
@@ -38,6 +39,8 @@ class IntakeState:
     store: BlobStore
     session_factory: sessionmaker
     watcher: KeyringWatcher
+    uploads: UploadStore
+    last_cleanup: float = float("-inf")
 
 
 def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Flask:
@@ -77,7 +80,8 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         raise_version=lambda v: raise_keyring_version(session_factory, v),
         interval=settings.keyring_check_seconds,
     )
-    app.extensions["intake"] = IntakeState(settings, store, session_factory, watcher)
+    uploads = UploadStore(settings.upload_dir, session_factory)
+    app.extensions["intake"] = IntakeState(settings, store, session_factory, watcher, uploads)
     Babel(app, locale_selector=lambda: g.get("lang", report.DEFAULT_LANGUAGE))
 
     report_orphans(session_factory, store)
@@ -87,6 +91,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         watcher.current()
 
     app.register_blueprint(report.bp)
+    app.register_blueprint(api.bp)
     app.jinja_env.globals["quick_exit_url"] = QUICK_EXIT_URL
     app.after_request(add_security_headers)
 

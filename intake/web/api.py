@@ -1,0 +1,219 @@
+"""The resumable upload API for ciphertext made in the browser (``/api/v1/``).
+
+The browser encrypts the report itself; this API only ever sees age
+ciphertext. Create an upload (an unguessable id, the chunk size and the size
+limit come back), send chunks with their offsets (any chunk may be sent
+again; a gap is refused with the offset to resume from), ask how much
+arrived, finish. Finishing checks the age header against the keyring version
+the page encrypted to, then files the ciphertext in the blob store exactly
+like the no-JavaScript path. Every state-changing call needs the CSRF token
+in the ``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask_wtf.csrf import validate_csrf
+from werkzeug.exceptions import HTTPException
+from wtforms.validators import ValidationError
+
+from intake.crypto import keyring as kr
+from intake.crypto.header import check_client_header
+from intake.errors import EnvelopeError
+from intake.limits import MAX_AGE_HEADER, MiB
+from intake.storage.submissions import new_submission_id, record_submission
+from intake.storage.uploads import OffsetMismatch, UploadGone
+from intake.web.keyring_state import IntakeClosed
+from intake.web.pipeline import today
+
+CHUNK_SIZE = 1 * MiB
+MAX_CHUNK = 8 * MiB
+MAX_PENDING_UPLOADS = 500
+CLEANUP_EVERY_SECONDS = 300
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def _state():
+    return current_app.extensions["intake"]
+
+
+def keyring_document(keyring: kr.Keyring) -> dict[str, Any]:
+    """What the page needs to encrypt: the version and its active recipients."""
+    return {
+        "version": keyring.version,
+        "recipients": [
+            {"recipient": r.recipient, "label": r.label, "fingerprint": kr.fingerprint(r.recipient)}
+            for r in keyring.recipients
+            if r.status == "active"
+        ],
+    }
+
+
+def _keyring() -> kr.Keyring:
+    try:
+        return _state().watcher.current()
+    except IntakeClosed:
+        closed = "The intake is temporarily closed; try again later."
+        raise ApiError(503, "closed", closed) from None
+
+
+@bp.before_request
+def require_csrf() -> None:
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken", ""))
+        except ValidationError:
+            raise ApiError(400, "csrf", "The page expired; reload it and send again.") from None
+    _cleanup_now_and_then()
+
+
+def _cleanup_now_and_then() -> None:
+    state = _state()
+    now = time.monotonic()
+    if now - state.last_cleanup >= CLEANUP_EVERY_SECONDS:
+        state.last_cleanup = now
+        state.uploads.cleanup()
+
+
+@bp.errorhandler(ApiError)
+def api_error(exc: ApiError):
+    return jsonify(error=exc.code, message=exc.message, **exc.extra), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    code = exc.code or 500
+    names = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "bad_type"}
+    return jsonify(error=names.get(code, "bad_request"),
+                   message="The request was refused; reload the page and send again."), code
+
+
+def _json() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "Send a JSON object.")
+    return body
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ApiError(400, "bad_" + name, f"{name} must be a whole number.")
+    return value
+
+
+def _stale(keyring: kr.Keyring) -> ApiError:
+    return ApiError(409, "keyring_changed",
+                    "The list of readers changed; encrypt again to the new keyring.",
+                    keyring=keyring_document(keyring))
+
+
+@bp.get("/keyring")
+def get_keyring():
+    return jsonify(keyring_document(_keyring()))
+
+
+@bp.post("/uploads")
+def create_upload():
+    body = _json()
+    size = _int(body.get("size"), "size")
+    version = _int(body.get("keyring_version"), "keyring_version")
+    keyring = _keyring()
+    if version != keyring.version:
+        raise _stale(keyring)
+    limit = _state().settings.max_upload
+    if size > limit:
+        raise ApiError(413, "too_large",
+                       "The report is larger than the intake accepts; send fewer or smaller files.",
+                       max_size=limit)
+    if _state().uploads.pending() >= MAX_PENDING_UPLOADS:
+        raise ApiError(503, "busy", "The intake is busy; try again in a few minutes.")
+    upload_id = _state().uploads.create(size, version)
+    return jsonify(id=upload_id, chunk_size=CHUNK_SIZE, max_chunk=MAX_CHUNK, max_size=limit,
+                   offset=0), 201
+
+
+def _upload(upload_id: str):
+    try:
+        return _state().uploads.get(upload_id)
+    except UploadGone:
+        raise ApiError(404, "unknown_upload",
+                       "This upload is unknown or expired; start the upload again.") from None
+
+
+@bp.get("/uploads/<upload_id>")
+def upload_status(upload_id: str):
+    upload = _upload(upload_id)
+    return jsonify(offset=upload.received, size=upload.size, state=upload.state)
+
+
+@bp.put("/uploads/<upload_id>")
+def put_chunk(upload_id: str):
+    upload = _upload(upload_id)
+    try:
+        offset = int(request.args.get("offset", ""))
+    except ValueError:
+        raise ApiError(400, "bad_offset", "Say where the chunk starts: ?offset=N.") from None
+    length = request.content_length
+    if length is None or length > MAX_CHUNK:
+        raise ApiError(413, "chunk_too_large", f"Send chunks of at most {MAX_CHUNK} bytes.")
+    data = request.get_data(cache=False)
+    if len(data) != length:
+        raise ApiError(400, "truncated_chunk", "The chunk arrived incomplete; send it again.")
+    if offset + len(data) > upload.size:
+        raise ApiError(413, "beyond_size", "The chunk goes past the announced size.")
+    try:
+        received = _state().uploads.write_chunk(upload_id, offset, data)
+    except OffsetMismatch as exc:
+        raise ApiError(409, "offset_mismatch", "Resume from the offset given.",
+                       offset=exc.received) from None
+    except UploadGone:
+        raise ApiError(409, "not_open", "This upload is already finished.") from None
+    return jsonify(offset=received, size=upload.size)
+
+
+@bp.post("/uploads/<upload_id>/finish")
+def finish(upload_id: str):
+    state = _state()
+    upload = _upload(upload_id)
+    if upload.state == "finished":
+        return jsonify(status="stored"), 200
+    if upload.received != upload.size:
+        raise ApiError(409, "incomplete", "Part of the upload is missing; resume it.",
+                       offset=upload.received)
+    keyring = _keyring()
+    if keyring.version != upload.keyring_version:
+        state.uploads.discard(upload_id)
+        raise _stale(keyring)
+    if not state.uploads.begin_finish(upload_id):
+        raise ApiError(409, "in_progress", "This upload is being filed; ask again in a moment.")
+    path = state.uploads.path(upload_id)
+    try:
+        with path.open("rb") as fh:
+            prefix = fh.read(MAX_AGE_HEADER + 1)
+        check_client_header(prefix, expected_recipients=len(keyring.active_recipients()),
+                            total_size=upload.size)
+    except EnvelopeError as exc:
+        state.uploads.discard(upload_id)
+        raise ApiError(422, "bad_ciphertext", str(exc)) from None
+    submission_id = new_submission_id()
+    day = today()
+    try:
+        state.store.adopt(path, submission_id, day)
+        record_submission(state.session_factory, state.store, submission_id=submission_id,
+                          day=day, keyring_version=keyring.version)
+    except BaseException:
+        state.uploads.set_state(upload_id, "open")  # the part file is intact: finish again
+        raise
+    state.uploads.set_state(upload_id, "finished")
+    path.unlink(missing_ok=True)
+    return jsonify(status="stored"), 201
