@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint install clean
+.PHONY: test demo lint install clean vendor
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: lint
 
 demo: $(STAMP)
 	$(BIN)/intake demo
+
+# The vendored age bundle for the browser, rebuilt from package-lock.json
+# (reproducible: tests/test_vendor.py checks that the committed file matches).
+vendor:
+	npm ci --ignore-scripts --no-audit --no-fund && node frontend/build-vendor.mjs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

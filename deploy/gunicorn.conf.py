@@ -8,6 +8,9 @@ status and size; the error log has no timestamps.
 
 import multiprocessing
 import os
+import re
+
+from gunicorn import glogging
 
 wsgi_app = "intake:create_app()"
 bind = os.environ.get("INTAKE_BIND", "127.0.0.1:8000")
@@ -28,6 +31,18 @@ limit_request_field_size = 8190
 
 # No address (%(h)s), no time (%(t)s), no user agent (%(a)s), no referrer (%(f)s),
 # no query string: method, path, status and response size only.
+
+
+class AccessLogger(glogging.Logger):
+    """The access log without upload ids: they are capabilities, not for logs."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["U"] = re.sub(r"(/api/v1/uploads/)[^/]+", r"\1-", atoms["U"])
+        return atoms
+
+
+logger_class = AccessLogger
 accesslog = "-"
 access_log_format = '"%(m)s %(U)s" %(s)s %(B)s'
 errorlog = "-"

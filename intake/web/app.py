@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from intake.web.security import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+STATIC = Path(__file__).resolve().parent.parent / "static"
 admin_log = logging.getLogger("intake.admin")
 
 
@@ -40,6 +42,7 @@ class IntakeState:
     session_factory: sessionmaker
     watcher: KeyringWatcher
     uploads: UploadStore
+    vendor: dict[str, str] | None = None
     last_cleanup: float = float("-inf")
 
 
@@ -48,7 +51,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     app = Flask(
         "intake",
         template_folder=str(ROOT / "templates"),
-        static_folder=str(Path(__file__).resolve().parent.parent / "static"),
+        static_folder=str(STATIC),
     )
     app.request_class = IntakeRequest
     app.session_interface = RequestSecureSessionInterface()
@@ -81,7 +84,9 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         interval=settings.keyring_check_seconds,
     )
     uploads = UploadStore(settings.upload_dir, session_factory)
-    app.extensions["intake"] = IntakeState(settings, store, session_factory, watcher, uploads)
+    app.extensions["intake"] = IntakeState(
+        settings, store, session_factory, watcher, uploads, vendor=load_vendor_manifest()
+    )
     Babel(app, locale_selector=lambda: g.get("lang", report.DEFAULT_LANGUAGE))
 
     report_orphans(session_factory, store)
@@ -94,6 +99,10 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     app.register_blueprint(api.bp)
     app.jinja_env.globals["quick_exit_url"] = QUICK_EXIT_URL
     app.after_request(add_security_headers)
+
+    @app.get("/favicon.ico")
+    def favicon() -> tuple[str, int]:
+        return "", 204
 
     @app.get("/")
     def index() -> Any:
@@ -146,6 +155,15 @@ def _http_error_text(exc: HTTPException) -> dict[str, str]:
         "title": _("The request could not be understood"),
         "message": _("Nothing was stored. Go back to the form and send it again."),
     }
+
+
+def load_vendor_manifest() -> dict[str, str] | None:
+    """The vendored age bundle and its SRI hash, if it has been built."""
+    manifest = STATIC / "vendor" / "SRI.json"
+    if not manifest.exists():
+        return None
+    vendor = json.loads(manifest.read_text())
+    return vendor if (STATIC / "vendor" / vendor["file"]).is_file() else None
 
 
 def report_orphans(session_factory: sessionmaker, store: BlobStore) -> None:

@@ -21,9 +21,12 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf
 
 from intake import schema
 from intake.crypto import keyring as kr
+from intake.limits import MAX_ATTACHMENTS
+from intake.web.api import keyring_document
 from intake.web.forms import ReportForm, report_fields
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import StorageFull, Upload, store_report
@@ -59,6 +62,41 @@ def _recipients_view(keyring: kr.Keyring) -> list[dict[str, str]]:
     ]
 
 
+def browser_config(keyring: kr.Keyring) -> dict[str, Any] | None:
+    """What the page's script needs to encrypt in the browser; None without the bundle."""
+    vendor = current_app.extensions["intake"].vendor
+    if vendor is None:
+        return None
+    return {
+        "lang": g.lang,
+        "api": url_for("api.get_keyring").rsplit("/", 1)[0],
+        "csrf": generate_csrf(),
+        "worker": url_for("static", filename="js/encrypt-worker.js"),
+        "vendor": url_for("static", filename=f"vendor/{vendor['file']}"),
+        "integrity": vendor["integrity"],
+        "thanks": url_for("report.thanks"),
+        "keyring": keyring_document(keyring),
+        "max_attachments": MAX_ATTACHMENTS,
+        "fields": [
+            {"name": f.name, "kind": f.kind, "label": str(f.label), "required": f.required,
+             "multi": f.kind in schema.MULTI_KINDS}
+            for f in schema.FIELDS.values()
+        ],
+        "messages": {
+            "unsupported": _("This browser cannot encrypt the report itself."),
+            "worker_failed": _("Encrypting on this device failed."),
+            "preparing": _("Preparing your report…"),
+            "encrypting": _("Encrypting your report on this device…"),
+            "uploading": _("Sending the encrypted report…"),
+            "retrying": _("The connection dropped; trying again…"),
+            "keyring_changed": _("The list of readers changed; encrypting again for them…"),
+            "done": _("Sent."),
+            "failed": _("The report could not be sent."),
+            "too_many_files": _("Too many files"),
+        },
+    }
+
+
 def render_form(
     form: Any,
     keyring: kr.Keyring,
@@ -76,6 +114,7 @@ def render_form(
         recipients=_recipients_view(keyring),
         notice=notice,
         files_dropped=files_dropped,
+        browser=browser_config(keyring),
     ), status
 
 

@@ -17,7 +17,8 @@ from flask.sessions import SecureCookieSessionInterface
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "connect-src 'self'; worker-src 'self'"
 )
 
 SECURITY_HEADERS = {

@@ -1,0 +1,171 @@
+/*
+ * Progressive enhancement of the report form: encrypt in the browser.
+ *
+ * When the browser can (a secure context, Web Workers, WebCrypto, streams),
+ * submitting the form hands the fields and the chosen files to a Web Worker
+ * that builds the report container, age-encrypts it to the keyring embedded
+ * in this page and uploads only ciphertext. The form stays as it is until the
+ * server confirms. When the browser cannot, or the worker fails, the page says
+ * so and the form is sent the standard way (encrypted by the server on
+ * arrival). Plaintext is never sent to the upload API.
+ */
+(function () {
+  "use strict";
+  var form = document.getElementById("report-form");
+  var configNode = document.getElementById("intake-config");
+  if (!form || !configNode) return;
+  var config = JSON.parse(configNode.textContent);
+  var messages = config.messages;
+  var fallback = document.getElementById("js-fallback");
+  var progressBox = document.getElementById("js-progress");
+  var status = document.getElementById("progress-status");
+  var encryptBar = document.getElementById("encrypt-progress");
+  var uploadBar = document.getElementById("upload-progress");
+  var button = form.querySelector("button[type=submit]");
+  var sendingPlain = false;
+
+  function capable() {
+    try {
+      return window.isSecureContext && typeof Worker === "function" && window.crypto &&
+        window.crypto.subtle && typeof ReadableStream === "function" &&
+        typeof Blob.prototype.stream === "function" && typeof fetch === "function" &&
+        typeof TextEncoder === "function";
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function useServerPath(reason) {
+    fallback.hidden = false;
+    fallback.querySelector(".reason").textContent = reason;
+    progressBox.hidden = true;
+    sendingPlain = true;
+  }
+
+  if (!capable()) {
+    useServerPath(messages.unsupported);
+    return;
+  }
+
+  var DIGITS = { "٠": "0", "١": "1", "٢": "2", "٣": "3", "٤": "4", "٥": "5", "٦": "6", "٧": "7", "٨": "8", "٩": "9",
+    "۰": "0", "۱": "1", "۲": "2", "۳": "3", "۴": "4", "۵": "5", "۶": "6", "۷": "7", "۸": "8", "۹": "9" };
+
+  function partialDate(text) {
+    var t = text.replace(/[٠-٩۰-۹]/g, function (d) { return DIGITS[d]; }).replace(/[\u200e\u200f\u061c]/g, "").trim();
+    var m = t.match(/^(\d{4})(?:([-/])(\d{1,2})(?:\2(\d{1,2}))?)?$/);
+    if (!m) return null;
+    var year = +m[1], month = m[3] ? +m[3] : null, day = m[4] ? +m[4] : null;
+    if (year < 1990 || year > 2100) return null;
+    if (month === null) return String(year);
+    if (month < 1 || month > 12) return null;
+    var mm = String(month).padStart(2, "0");
+    if (day === null) return year + "-" + mm;
+    if (day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return null;
+    return year + "-" + mm + "-" + String(day).padStart(2, "0");
+  }
+
+  function collect() {
+    var data = new FormData(form);
+    var fields = {};
+    var missing = [];
+    config.fields.forEach(function (f) {
+      var value;
+      if (f.kind === "files") return;
+      if (f.multi) value = data.getAll(f.name);
+      else if (f.kind === "checkbox") value = data.get(f.name) !== null;
+      else value = (data.get(f.name) || "").toString();
+      if (f.kind === "partial_date" && value) {
+        var normal = partialDate(value);
+        if (normal === null) missing.push(f);
+        else value = normal;
+      }
+      if (f.required && (f.multi ? value.length === 0 : value === "" || value === false)) missing.push(f);
+      fields[f.name] = value;
+    });
+    return { fields: fields, missing: missing };
+  }
+
+  function showProblems(missing) {
+    var box = document.getElementById("js-errors");
+    var list = box.querySelector("ul");
+    list.textContent = "";
+    missing.forEach(function (f) {
+      var item = document.createElement("li");
+      var link = document.createElement("a");
+      link.href = "#" + f.name;
+      link.textContent = f.label;
+      item.appendChild(link);
+      list.appendChild(item);
+    });
+    box.hidden = false;
+    box.focus();
+  }
+
+  function setBar(bar, done, total) {
+    bar.max = total || 1;
+    bar.value = done;
+  }
+
+  form.addEventListener("submit", function (event) {
+    if (sendingPlain) return; // the standard way: let the browser post the form
+    event.preventDefault();
+    var collected = collect();
+    if (collected.missing.length) {
+      showProblems(collected.missing);
+      return;
+    }
+    document.getElementById("js-errors").hidden = true;
+    var files = Array.prototype.slice.call(document.getElementById("attachments").files || []);
+    if (files.length > config.max_attachments) {
+      showProblems([{ name: "attachments", label: messages.too_many_files }]);
+      return;
+    }
+    var worker;
+    try {
+      worker = new Worker(config.worker);
+    } catch (e) {
+      useServerPath(messages.worker_failed);
+      form.requestSubmit();
+      return;
+    }
+    button.disabled = true;
+    progressBox.hidden = false;
+    document.body.setAttribute("data-js-path", "encrypted");
+    status.textContent = messages.preparing;
+    worker.onmessage = function (message) {
+      var m = message.data;
+      if (m.type === "progress") {
+        if (m.phase === "prepare") status.textContent = messages.preparing;
+        if (m.phase === "encrypt") { setBar(encryptBar, m.done, m.total); status.textContent = messages.encrypting; }
+        if (m.phase === "upload") { setBar(uploadBar, m.done, m.total); status.textContent = messages.uploading; }
+      } else if (m.type === "retrying") {
+        status.textContent = messages.retrying;
+      } else if (m.type === "keyring") {
+        status.textContent = messages.keyring_changed;
+      } else if (m.type === "done") {
+        status.textContent = messages.done;
+        worker.terminate();
+        window.location.assign(config.thanks);
+      } else if (m.type === "error") {
+        worker.terminate();
+        button.disabled = false;
+        if (m.status === 413 || m.status === 503) {
+          status.textContent = messages.failed + " " + m.message;
+          return;
+        }
+        useServerPath(messages.worker_failed);
+        form.requestSubmit();
+      }
+    };
+    worker.onerror = function () {
+      worker.terminate();
+      button.disabled = false;
+      useServerPath(messages.worker_failed);
+      form.requestSubmit();
+    };
+    worker.postMessage({
+      vendor: config.vendor, api: config.api, csrf: config.csrf, lang: config.lang,
+      keyring: config.keyring, fields: collected.fields, files: files,
+    });
+  });
+})();
