@@ -15,6 +15,7 @@ import click
 
 from intake.cli.keys import keys
 from intake.cli.server import database, demo, serve
+from intake.cli.transfer import export, purge, review
 from intake.errors import IntakeError
 
 EXIT_USER_ERROR = 1
@@ -31,6 +32,9 @@ cli.add_command(keys)
 cli.add_command(serve)
 cli.add_command(database)
 cli.add_command(demo)
+cli.add_command(export)
+cli.add_command(purge)
+cli.add_command(review)
 
 
 def main(argv: list[str] | None = None) -> None:

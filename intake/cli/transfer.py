@@ -1,0 +1,266 @@
+"""`intake export`, `intake purge` and `intake review …`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from intake.cli.common import info, passphrase_file_option, passphrase_source
+from intake.errors import IntakeError
+
+
+def terminal_progress(label: str) -> Callable[[int, int], None] | None:
+    """A progress bar on standard error when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    state: dict[str, int] = {"last": -1}
+
+    def update(done: int, total: int) -> None:
+        percent = 100 if total == 0 else int(done * 100 / total)
+        if percent != state["last"]:
+            state["last"] = percent
+            bar = "#" * (percent // 4)
+            click.echo(f"\r{label} [{bar:<25}] {percent:3d}%", err=True, nl=percent == 100)
+
+    return update
+
+
+cases_option = click.option(
+    "--cases",
+    "cases_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="cases",
+    show_default=True,
+    help="The case store folder.",
+)
+
+
+def _write_document(text: str, out: Path | None) -> None:
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from intake.fsutil import atomic_write
+
+    atomic_write(out, text.encode("utf-8"), mode=0o600)
+    info(f"Wrote {out}.")
+
+
+@click.command("export")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The folder to write the bundle to (the USB stick).",
+)
+def export(out_dir: Path) -> None:
+    """Write a bundle of every submission not yet exported."""
+    from intake.config import settings_from_env
+    from intake.transfer.server_side import export_bundle
+
+    made = export_bundle(settings_from_env(), out_dir, terminal_progress("Exporting"))
+    if made is None:
+        info("Nothing new to export: every submission has been exported already.")
+        return
+    path, count = made
+    info(f"Wrote {path} with {count} submission(s). Carry it to the reviewers' machine.")
+
+
+@click.command("purge")
+@click.option(
+    "--ack",
+    "ack_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The ack file written by `intake review ack`.",
+)
+def purge(ack_path: Path) -> None:
+    """Delete the submissions the reviewers acknowledged (hash checked)."""
+    from intake.config import settings_from_env
+    from intake.transfer.server_side import purge as run_purge
+
+    result = run_purge(settings_from_env(), ack_path)
+    for submission_id in result.deleted:
+        info(f"deleted {submission_id}")
+    for submission_id, reason in result.kept:
+        info(f"kept    {submission_id}: {reason}")
+    info(f"{len(result.deleted)} deleted, {len(result.kept)} kept.")
+    if result.kept:
+        sys.exit(1)
+
+
+@click.group("review")
+def review() -> None:
+    """The reviewers' side, on the air-gapped machine."""
+
+
+@review.command("import")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--identity",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The reviewer identity file.",
+)
+@passphrase_file_option
+@cases_option
+def import_(bundle: Path, identity: Path, passphrase_file: Path | None, cases_dir: Path) -> None:
+    """Decrypt a bundle into the case store."""
+    from intake.crypto.identity import load_identities
+    from intake.review.importer import import_bundle, read_bundle
+
+    read_bundle(bundle)[0].close()  # a damaged bundle fails before the passphrase is asked
+    identities = load_identities(identity, passphrase_source(passphrase_file, what=str(identity)))
+    result = import_bundle(bundle, identities, cases_dir, terminal_progress("Importing"))
+    for submission_id, reason in result.quarantined:
+        info(f"quarantined {submission_id}: {reason}")
+    info(
+        f"{len(result.added)} added, {len(result.already)} already in the case store, "
+        f"{len(result.quarantined)} quarantined (in {cases_dir / '.quarantine'})."
+    )
+    if result.quarantined:
+        sys.exit(1)
+
+
+@review.command("ack")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
+@cases_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def ack(bundle: Path, cases_dir: Path, out: Path | None) -> None:
+    """Write the ack for what of BUNDLE is safely in the case store."""
+    from intake.review.importer import make_ack
+
+    document = make_ack(bundle, cases_dir)
+    _write_document(json.dumps(document, indent=1) + "\n", out)
+    info(f"Acknowledged {len(document['submissions'])} submission(s).")
+
+
+def _cases(cases_dir: Path):
+    from intake.review.casestore import load_cases
+
+    if not cases_dir.is_dir():
+        raise IntakeError(f"There is no case store at {cases_dir}; import a bundle first.")
+    return load_cases(cases_dir)
+
+
+@review.command("list")
+@cases_option
+@click.option("--category", default=None, help="Only cases with this category value.")
+@click.option("--country", default=None, help="Only cases from this country code.")
+@click.option("--risk", default=None, help="Only cases with this risk value.")
+@click.option("--since", default=None, help="Only cases received on or after YYYY-MM-DD.")
+@click.option("--until", default=None, help="Only cases received on or before YYYY-MM-DD.")
+def list_cases(cases_dir: Path, category, country, risk, since, until) -> None:
+    """A table of cases: id, day, categories, country, risk, attachments."""
+    rows = [("CASE", "RECEIVED", "CATEGORIES", "COUNTRY", "RISK", "FILES")]
+    for case in _cases(cases_dir):
+        f = case.fields
+        if category and category not in f.get("categories", []):
+            continue
+        if country and country.upper() != str(f.get("country", "")).upper():
+            continue
+        if risk and risk != f.get("risk_now"):
+            continue
+        if (since and case.received_on < since) or (until and case.received_on > until):
+            continue
+        rows.append(
+            (
+                case.case_id,
+                case.received_on,
+                ",".join(f.get("categories", [])),
+                str(f.get("country", "")),
+                str(f.get("risk_now", "")),
+                str(len(case.attachments)),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+@review.command("show")
+@click.argument("case_id")
+@cases_option
+def show(case_id: str, cases_dir: Path) -> None:
+    """Show a case in the terminal."""
+    from intake import schema
+    from intake.review.casestore import CASE_ID, load_case
+    from intake.review.render import choice_label, visible
+
+    if not CASE_ID.match(case_id) or not (cases_dir / case_id).is_dir():
+        raise IntakeError(f"There is no case {case_id[:40]!r}; `intake review list` shows them.")
+    case = load_case(cases_dir / case_id)
+    click.echo(
+        f"Case {case.case_id} ({case.code}), received {case.received_on}, "
+        f"keyring version {case.keyring_version}"
+    )
+    for section in schema.SECTIONS:
+        click.echo(f"\n== {section.title}")
+        for f in section.fields:
+            if f.kind == "files":
+                continue
+            value = case.fields.get(f.name, "")
+            if isinstance(value, list):
+                value = "; ".join(choice_label(f, str(v)) for v in value)
+            elif isinstance(value, str) and (f.choices or f.kind == "country"):
+                value = choice_label(f, value)
+            click.echo(f"{f.label}: {visible(value)}")
+    click.echo("\n== Attachments")
+    if case.attachments:
+        click.echo(
+            "WARNING: attachments from a targeted person may be malware. Do not open them "
+            "with this machine's usual programs; open documents with a sanitiser such as "
+            "Dangerzone."
+        )
+    for a in case.attachments:
+        click.echo(
+            f"{case.directory / a['path']}  {visible(a['name'])}  {a['type']}  "
+            f"{a['size']} bytes  sha256 {a['sha256']}"
+        )
+
+
+@review.command("stats")
+@cases_option
+def stats(cases_dir: Path) -> None:
+    """Counts by month, country, category, suspected tool and risk."""
+    from collections import Counter
+
+    cases = _cases(cases_dir)
+    click.echo(f"{len(cases)} case(s)")
+    for title, values in (
+        ("month", [c.received_on[:7] for c in cases]),
+        ("country", [str(c.fields.get("country", "")) for c in cases]),
+        ("category", [v for c in cases for v in c.fields.get("categories", [])]),
+        ("suspected tool", [str(c.fields.get("suspected_tool", "")) for c in cases]),
+        ("risk", [str(c.fields.get("risk_now", "")) for c in cases]),
+    ):
+        click.echo(f"\nby {title}:")
+        for value, count in Counter(values).most_common():
+            click.echo(f"  {value or '-':30} {count}")
+
+
+@review.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "stix2", "html"]), required=True)
+@cases_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--redact", is_flag=True, help="CSV: leave out free text and contact details.")
+@click.option("--lang", default="en", show_default=True, help="HTML: the report's language.")
+def export_cases(fmt: str, cases_dir: Path, out: Path | None, redact: bool, lang: str) -> None:
+    """Export the cases as CSV, a STIX 2.1 bundle for MVT, or an HTML report with charts."""
+    import io
+
+    from intake.review import exports
+
+    cases = _cases(cases_dir)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        exports.to_csv(cases, buffer, redact=redact)
+        _write_document(buffer.getvalue(), out)
+    elif fmt == "stix2":
+        _write_document(exports.to_stix2(cases), out)
+    else:
+        _write_document(exports.to_html(cases, lang), out)

@@ -1,0 +1,1 @@
+"""Moving ciphertext off the server: export bundles, and purge after the reviewers' ack."""
