@@ -282,7 +282,7 @@ def _validate_document(raw: bytes) -> dict[str, Any]:
     return document
 
 
-def _copy_member(src: BinaryIO, target: Path, size: int) -> str:
+def _copy_member(src: BinaryIO, target: Path, size: int, durable: bool) -> str:
     digest = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -295,7 +295,8 @@ def _copy_member(src: BinaryIO, target: Path, size: int) -> str:
             out.write(block)
             remaining -= len(block)
         out.flush()
-        os.fsync(out.fileno())
+        if durable:
+            os.fsync(out.fileno())
     return digest.hexdigest()
 
 
@@ -305,23 +306,27 @@ def extract_container(
     *,
     max_entries: int = 1 + MAX_ATTACHMENTS,
     max_total: int = MAX_CONTAINER,
+    durable: bool = True,
 ) -> ExtractedReport:
     """Open the container in `src` into the new folder `dest`, or refuse it whole.
 
     `dest` must not exist; it is created, and removed again if anything is
     wrong. On success it holds ``report.json`` (re-encoded, with the safe
-    attachment paths) and ``attachments/``.
+    attachment paths) and ``attachments/``. With ``durable=False`` files are
+    not fsynced one by one: the caller syncs the file system once for many.
     """
     dest = Path(dest)
     dest.mkdir(mode=0o700)
     try:
-        return _extract(src, dest, max_entries, max_total)
+        return _extract(src, dest, max_entries, max_total, durable)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
 
 
-def _extract(src: BinaryIO, dest: Path, max_entries: int, max_total: int) -> ExtractedReport:
+def _extract(
+    src: BinaryIO, dest: Path, max_entries: int, max_total: int, durable: bool
+) -> ExtractedReport:
     document: dict[str, Any] | None = None
     found: dict[str, tuple[int, str]] = {}
     total = 0
@@ -370,7 +375,7 @@ def _extract(src: BinaryIO, dest: Path, max_entries: int, max_total: int) -> Ext
                     raise ContainerError(f"The container has the file {name!r} twice.")
                 if not found:
                     (dest / "attachments").mkdir(mode=0o700)
-                found[name] = (member.size, _copy_member(data, dest / name, member.size))
+                found[name] = (member.size, _copy_member(data, dest / name, member.size, durable))
         except tarfile.TarError as exc:
             raise ContainerError(f"The container is damaged ({exc}).") from None
     if document is None:

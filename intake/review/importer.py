@@ -11,20 +11,23 @@ the same bundle again adds nothing. Ack lists only what is safely filed.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import secrets
 import shutil
 import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pyrage import x25519
 
 from intake.crypto.container import extract_container
 from intake.crypto.envelope import decrypt_stream
 from intake.errors import IntakeError
-from intake.fsutil import atomic_write, fsync_dir
+from intake.fsutil import fsync_dir
 from intake.review.casestore import QUARANTINE, case_ids, load_case
 from intake.review.render import render_report
 from intake.transfer.bundle import ACK_FORMAT, MAX_MANIFEST, member_name, parse_manifest
@@ -81,89 +84,138 @@ def _quarantine(cases_dir: Path, entry: dict, data_path: Path | None, reason: st
     (target / f"{entry['id']}.txt").write_text(reason + "\n", encoding="utf-8")
 
 
+def _remove_leftovers(cases_dir: Path) -> None:
+    """Staging folders of an import that was interrupted (a crash, a full disk)."""
+    for leftover in cases_dir.glob(".import-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 def import_bundle(
     bundle: Path,
     identities: Sequence[x25519.Identity],
     cases_dir: Path,
     progress: Progress | None = None,
 ) -> ImportResult:
+    """File every submission of `bundle` as a case; see the module docstring.
+
+    Cases are built in staging folders without a sync per file; once all are
+    built, the file system is synced once and each case is renamed into place,
+    so a case in the store is always complete and durable.
+    """
     cases_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _remove_leftovers(cases_dir)
     archive, entries = read_bundle(bundle)
     result = ImportResult()
     existing = case_ids(cases_dir)
+    staged: list[tuple[str, Path]] = []
     opened_any = False
-    with archive:
-        for index, entry in enumerate(entries, start=1):
-            if progress:
-                progress(index - 1, len(entries))
-            if entry["id"] in existing:
-                result.already.append(entry["id"])
-                continue
-            staging = cases_dir / f".import-{secrets.token_hex(8)}"
-            staging.mkdir(mode=0o700)
-            blob_path = staging / "blob.age"
-            plain_path = staging / "container.tar"
-            try:
-                digest = hashlib.sha256()
-                with (
-                    archive.extractfile(member_name(entry["id"])) as src,
-                    blob_path.open("wb") as out,
-                ):
-                    while block := src.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-                if digest.hexdigest() != entry["sha256"]:
-                    _quarantine(
-                        cases_dir,
-                        entry,
-                        blob_path,
-                        "its sha256 does not match the manifest: changed on the way",
-                    )
-                    result.quarantined.append((entry["id"], "hash mismatch"))
+    try:
+        with archive:
+            for index, entry in enumerate(entries, start=1):
+                if progress:
+                    progress(index - 1, len(entries))
+                if entry["id"] in existing:
+                    result.already.append(entry["id"])
                     continue
-                try:
-                    with blob_path.open("rb") as src, plain_path.open("wb") as out:
-                        decrypt_stream(src, out, identities)
-                except IntakeError as exc:
-                    if not opened_any and "None of the given identities" in str(exc):
-                        raise IntakeError(
-                            "The identity cannot open the reports in this bundle; "
-                            "check --identity (nothing was imported)."
-                        ) from None
-                    _quarantine(cases_dir, entry, blob_path, f"it does not decrypt: {exc}")
-                    result.quarantined.append((entry["id"], str(exc)))
-                    continue
-                opened_any = True
-                case_dir = staging / "case"
-                try:
-                    with plain_path.open("rb") as src:
-                        report = extract_container(src, case_dir)
-                except IntakeError as exc:
-                    _quarantine(cases_dir, entry, blob_path, f"its container is refused: {exc}")
-                    result.quarantined.append((entry["id"], str(exc)))
-                    continue
-                meta = {
-                    "case_id": entry["id"],
-                    "received_on": entry["received_on"],
-                    "keyring_version": entry["keyring_version"],
-                    "sha256": entry["sha256"],
-                }
-                atomic_write(case_dir / "case.json", json.dumps(meta, indent=1).encode())
-                html = render_report(
-                    "IC-" + entry["id"][:8].upper(),
-                    entry["received_on"],
-                    entry["keyring_version"],
-                    report.document,
+                staging = cases_dir / f".import-{secrets.token_hex(8)}"
+                outcome = _import_one(
+                    archive, entry, identities, cases_dir, staging, first=not opened_any
                 )
-                atomic_write(case_dir / "report.html", html.encode("utf-8"))
-                case_dir.rename(cases_dir / entry["id"])
-                fsync_dir(cases_dir)
-                result.added.append(entry["id"])
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        if progress:
-            progress(len(entries), len(entries))
+                if outcome is None:
+                    staged.append((entry["id"], staging))
+                    opened_any = True
+                else:
+                    result.quarantined.append((entry["id"], outcome))
+        os.sync()  # one sync for every staged case, before any becomes visible
+        for case_id, staging in staged:
+            staging.rename(cases_dir / case_id)
+            result.added.append(case_id)
+        fsync_dir(cases_dir)
+    finally:
+        _remove_leftovers(cases_dir)
+    if progress:
+        progress(len(entries), len(entries))
     return result
+
+
+#: Blobs up to this size are checked and decrypted in memory; larger ones stream via files.
+IN_MEMORY = 16 * 1024 * 1024
+
+
+def _import_one(
+    archive: tarfile.TarFile,
+    entry: dict,
+    identities: Sequence[x25519.Identity],
+    cases_dir: Path,
+    staging: Path,
+    *,
+    first: bool,
+) -> str | None:
+    """Build one case in the folder `staging`; return None, or why it was quarantined."""
+    spill = staging.with_name(staging.name + ".age")
+    plain_spill = staging.with_name(staging.name + ".tar")
+    digest = hashlib.sha256()
+    with archive.extractfile(member_name(entry["id"])) as src:
+        if entry["size"] <= IN_MEMORY:
+            blob: bytes | None = src.read(IN_MEMORY + 1)
+            digest.update(blob)
+        else:
+            blob = None
+            with spill.open("wb") as out:
+                while block := src.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+
+    def quarantine(reason: str) -> str:
+        if blob is not None:
+            spill.write_bytes(blob)
+        _quarantine(cases_dir, entry, spill, reason)
+        return reason
+
+    if digest.hexdigest() != entry["sha256"]:
+        return quarantine("its sha256 does not match the manifest: changed on the way")
+    try:
+        if blob is not None:
+            plaintext: BinaryIO = io.BytesIO()
+            decrypt_stream(io.BytesIO(blob), plaintext, identities)
+        else:
+            plaintext = plain_spill.open("w+b")
+            with spill.open("rb") as src:
+                decrypt_stream(src, plaintext, identities)
+    except IntakeError as exc:
+        if first and "None of the given identities" in str(exc):
+            raise IntakeError(
+                "The identity cannot open the reports in this bundle; "
+                "check --identity (nothing was imported)."
+            ) from None
+        return quarantine(f"it does not decrypt: {exc}")
+    try:
+        plaintext.seek(0)
+        with plaintext:
+            report = extract_container(plaintext, staging, durable=False)
+    except IntakeError as exc:
+        return quarantine(f"its container is refused: {exc}")
+    finally:
+        plain_spill.unlink(missing_ok=True)
+        spill.unlink(missing_ok=True)
+    meta = {
+        "case_id": entry["id"],
+        "received_on": entry["received_on"],
+        "keyring_version": entry["keyring_version"],
+        "sha256": entry["sha256"],
+    }
+    (staging / "case.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    html = render_report(
+        "IC-" + entry["id"][:8].upper(),
+        entry["received_on"],
+        entry["keyring_version"],
+        report.document,
+    )
+    (staging / "report.html").write_text(html, encoding="utf-8")
+    return None
 
 
 def make_ack(bundle: Path, cases_dir: Path) -> dict:

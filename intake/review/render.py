@@ -8,6 +8,7 @@ obeyed, so a value cannot reorder the page around it.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from jinja2 import Environment, select_autoescape
@@ -26,8 +27,8 @@ _TEMPLATE = """<!doctype html>
 <p>Received on {{ received_on }} · keyring version {{ keyring_version }}</p>
 <p class="warn">Attachments from a targeted person may be malware. Do not open them on this
 machine's usual tools; open documents with a sanitiser such as Dangerzone.</p>
-{% for section in sections %}<h2>{{ section.title }}</h2><dl>
-{% for f in section.fields if f.kind != "files" %}<dt>{{ f.label }}</dt>
+{% for title, fields in sections %}<h2>{{ title }}</h2><dl>
+{% for f in fields %}<dt>{{ labels[f.name] }}</dt>
 {% if f.direction == "ltr" %}<dd dir="ltr" class="ltr">{% else %}<dd dir="auto">{% endif %}
 {{- show(f) }}</dd>
 {% endfor %}</dl>{% endfor %}
@@ -40,6 +41,7 @@ machine's usual tools; open documents with a sanitiser such as Dangerzone.</p>
 """
 
 _env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True)  # noqa: S701
+_template = _env.from_string(_TEMPLATE)
 
 
 def visible(value: Any) -> str:
@@ -51,11 +53,22 @@ def visible(value: Any) -> str:
 
 
 def choice_label(field: schema.Field, value: str) -> str:
+    return _choice_labels(field.name).get(value, value)
+
+
+@functools.cache
+def _labels() -> tuple[dict[str, str], list[tuple[str, list[schema.Field]]]]:
+    """Field and section labels as plain strings, once per process (they are lazy)."""
+    labels = {f.name: str(f.label) for f in schema.FIELDS.values()}
+    sections = [(str(s.title), [f for f in s.fields if f.kind != "files"]) for s in schema.SECTIONS]
+    return labels, sections
+
+
+@functools.cache
+def _choice_labels(field_name: str) -> dict[str, str]:
+    field = schema.FIELDS[field_name]
     choices = schema.country_choices() if field.kind == "country" else field.choices
-    for choice in choices:
-        if choice.value == value:
-            return str(choice.label)
-    return value
+    return {c.value: str(c.label) for c in choices}
 
 
 def render_report(
@@ -73,13 +86,14 @@ def render_report(
             return visible(choice_label(field, str(value)))
         return visible(value)
 
-    return _env.from_string(_TEMPLATE).render(
+    return _template.render(
         lang=str(report.get("lang", "en"))[:8],
         rtl=RTL,
         code=case_code,
         received_on=received_on,
         keyring_version=keyring_version,
-        sections=schema.SECTIONS,
+        sections=_labels()[1],
+        labels=_labels()[0],
         show=show,
         visible=visible,
         attachments=report.get("attachments", []),
