@@ -38,17 +38,32 @@ def make_bundle(directory: Path, count: int, recipient: str) -> Path:
     entries = []
     for i in range(count):
         attachment_bytes = os.urandom(2000)
-        attachment = Attachment("note.txt", "text/plain", len(attachment_bytes),
-                                hashlib.sha256(attachment_bytes).hexdigest(),
-                                lambda data=attachment_bytes: io.BytesIO(data))
-        fields = {"narrative": f"report {i}: a suspicious link arrived by SMS",
-                  "categories": ["phishing"], "country": "EG", "risk_now": "elevated"}
+        attachment = Attachment(
+            "note.txt",
+            "text/plain",
+            len(attachment_bytes),
+            hashlib.sha256(attachment_bytes).hexdigest(),
+            lambda data=attachment_bytes: io.BytesIO(data),
+        )
+        fields = {
+            "narrative": f"report {i}: a suspicious link arrived by SMS",
+            "categories": ["phishing"],
+            "country": "EG",
+            "risk_now": "elevated",
+        }
         container = ContainerReader("en", fields, [attachment]).read()
         blob = encrypt_bytes(container, [recipient])
         submission_id = hashlib.sha256(f"{i}".encode()).hexdigest()[:32]
         (blobs / f"{submission_id}.age").write_bytes(blob)
-        entries.append({"id": submission_id, "received_on": "2026-11-28", "size": len(blob),
-                        "sha256": hashlib.sha256(blob).hexdigest(), "keyring_version": 1})
+        entries.append(
+            {
+                "id": submission_id,
+                "received_on": "2026-11-28",
+                "size": len(blob),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "keyring_version": 1,
+            }
+        )
     manifest = json.dumps({"format": "intake-export/v1", "submissions": entries}).encode()
     with tarfile.open(bundle, "w") as tar:
         info = tarfile.TarInfo("manifest.json")
@@ -74,21 +89,41 @@ def main() -> None:
         print(f"built a bundle of {count} reports in {time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "intake", "review", "import", str(bundle),
-                        "--identity", str(key), "--cases", str(work / "cases")],
-                       check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "intake",
+                "review",
+                "import",
+                str(bundle),
+                "--identity",
+                str(key),
+                "--cases",
+                str(work / "cases"),
+            ],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         ours = time.perf_counter() - started
 
         blobs = sorted((work / "blobs").glob("*.age"))
         started = time.perf_counter()
         for blob in blobs:
-            subprocess.run([age, "-d", "-i", str(key), str(blob)], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [age, "-d", "-i", str(key), str(blob)], check=True, stdout=subprocess.DEVNULL
+            )
         theirs = time.perf_counter() - started
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"intake review import : {count / ours:8.1f} reports/s ({ours:.1f} s, validated and filed)")
-    print(f"age -d, one per file : {count / theirs:8.1f} reports/s ({theirs:.1f} s, decryption only)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"intake review import : {count / ours:8.1f} reports/s ({ours:.1f} s, validated and filed)"
+    )
+    print(
+        f"age -d, one per file : {count / theirs:8.1f} reports/s ({theirs:.1f} s, decryption only)"
+    )
     print(f"ratio                : {theirs / ours:8.2f}x (target: at least 2x)")
 
 

@@ -29,7 +29,7 @@ from intake.storage.uploads import OffsetMismatch, UploadGone
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import today
 
-CHUNK_SIZE = 1 * MiB
+CHUNK_SIZE = 4 * MiB
 MAX_CHUNK = 8 * MiB
 MAX_PENDING_UPLOADS = 500
 CLEANUP_EVERY_SECONDS = 300

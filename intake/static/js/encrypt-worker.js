@@ -172,7 +172,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 async function sendChunk(job, uploadId, offset, bytes) {
   for (let attempt = 1; ; attempt++) {
     try {
-      await api(job, "PUT", `/uploads/${uploadId}?offset=${offset}`, bytes, "application/octet-stream");
+      // A Blob body: Chromium sends an ArrayBuffer body several times slower (measured).
+      await api(job, "PUT", `/uploads/${uploadId}?offset=${offset}`, new Blob([bytes]), "application/octet-stream");
       return;
     } catch (error) {
       if (error instanceof ApiError && error.status < 500 && error.status !== 409) throw error;
@@ -250,12 +251,18 @@ async function run(job) {
     let buffer = new Uint8Array(chunkSize);
     let filled = 0;
     let offset = 0;
+    let inFlight = Promise.resolve();
+    // One chunk uploads while the next one is encrypted: the two overlap, and
+    // at most two chunks of ciphertext are ever held in memory.
     const flush = async () => {
       if (!filled) return;
-      await sendChunk(job, created.id, offset, buffer.subarray(0, filled));
+      const bytes = buffer.subarray(0, filled);
+      const at = offset;
       offset += filled;
+      buffer = new Uint8Array(chunkSize);
       filled = 0;
-      progress("upload", offset, size);
+      await inFlight;
+      inFlight = sendChunk(job, created.id, at, bytes).then(() => progress("upload", at + bytes.length, size));
     };
     for (;;) {
       const { done, value } = await reader.read();
@@ -270,6 +277,7 @@ async function run(job) {
       }
     }
     await flush();
+    await inFlight;
     if (offset !== size) throw new Error("the ciphertext size was not the one announced");
     try {
       await api(job, "POST", `/uploads/${created.id}/finish`, "{}", "application/json");
