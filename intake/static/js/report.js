@@ -82,6 +82,14 @@
       if (f.required && (f.multi ? value.length === 0 : value === "" || value === false)) missing.push(f);
       fields[f.name] = value;
     });
+    // The schema's conditional rules (intake.schema.conditional_errors), checked here
+    // because the server cannot read what the browser encrypts.
+    var byName = {};
+    config.fields.forEach(function (f) { byName[f.name] = f; });
+    if (fields.reporter_role === "for_someone" && !fields.subject_agreed) missing.push(byName.subject_agreed);
+    if (fields.contact_method && fields.contact_method !== "none" && !fields.contact_handle.trim()) {
+      missing.push(byName.contact_handle);
+    }
     return { fields: fields, missing: missing };
   }
 
