@@ -22,6 +22,7 @@ from intake.storage.blobs import BlobStore
 from intake.storage.submissions import find_orphans, highest_keyring_version, raise_keyring_version
 from intake.storage.uploads import UploadStore
 from intake.web import api, report
+from intake.web.i18n import DEFAULT_LANGUAGE, choose_language, current_language, language_links
 from intake.web.keyring_state import IntakeClosed, KeyringWatcher
 from intake.web.request import IntakeRequest
 from intake.web.security import (
@@ -63,7 +64,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         WTF_CSRF_TIME_LIMIT=24 * 3600,
-        BABEL_DEFAULT_LOCALE=report.DEFAULT_LANGUAGE,
+        BABEL_DEFAULT_LOCALE=DEFAULT_LANGUAGE,
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).resolve().parent.parent / "translations"),
         INTAKE_SETTINGS=settings,
         TRAP_HTTP_EXCEPTIONS=False,
@@ -87,7 +88,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     app.extensions["intake"] = IntakeState(
         settings, store, session_factory, watcher, uploads, vendor=load_vendor_manifest()
     )
-    Babel(app, locale_selector=lambda: g.get("lang", report.DEFAULT_LANGUAGE))
+    Babel(app, locale_selector=lambda: g.get("lang", DEFAULT_LANGUAGE))
 
     report_orphans(session_factory, store)
     # Check the keyring once at start: a refusal is logged for the admin, and
@@ -98,6 +99,8 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     app.register_blueprint(report.bp)
     app.register_blueprint(api.bp)
     app.jinja_env.globals["quick_exit_url"] = QUICK_EXIT_URL
+    app.jinja_env.globals["language_links"] = language_links
+    app.jinja_env.globals["current_language"] = current_language
     app.after_request(add_security_headers)
 
     @app.get("/favicon.ico")
@@ -106,7 +109,9 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
 
     @app.get("/")
     def index() -> Any:
-        return redirect(url_for("report.safety", lang=report.DEFAULT_LANGUAGE), code=302)
+        response = redirect(url_for("report.safety", lang=choose_language(request)), code=302)
+        response.headers["Vary"] = "Accept-Language"
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[str, int]:

@@ -28,11 +28,9 @@ from intake.crypto import keyring as kr
 from intake.limits import MAX_ATTACHMENTS
 from intake.web.api import keyring_document
 from intake.web.forms import ReportForm, report_fields
+from intake.web.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import StorageFull, Upload, store_report
-
-LANGUAGES = ("en",)
-DEFAULT_LANGUAGE = "en"
 
 bp = Blueprint("report", __name__, url_prefix="/<lang>")
 
