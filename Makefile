@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint install clean vendor
+.PHONY: test demo lint install clean translations vendor
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) translations
+
+# Compiled catalogues are built, never committed; the .po files are the source.
+translations: $(STAMP)
+	$(BIN)/pybabel -q compile -d intake/translations
 
 lint: $(STAMP)
 	$(BIN)/ruff check intake tests bench
 
-test: lint
+test: lint translations
 	$(BIN)/pytest
 
-demo: $(STAMP)
+demo: $(STAMP) translations
 	$(BIN)/intake demo
 
 # The vendored age bundle for the browser, rebuilt from package-lock.json
