@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint install clean translations vendor
+.PHONY: test demo lint install clean translations vendor screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,8 @@ vendor:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+
+# The safety page, the form and the thank-you page in every language, at phone
+# and desktop widths, into docs/screenshots/ (needs Debian's chromium).
+screenshots: $(STAMP) translations
+	$(BIN)/pytest -q tests/test_accessibility.py -k screenshots

@@ -1,0 +1,133 @@
+"""Accessibility and screenshots, in Debian's Chromium through Playwright.
+
+axe-core (from the npm registry, vendored under tests/vendor for the tests
+only; it is never served) runs on every page in every language, including
+the form showing its errors, and fails on serious or critical violations.
+The same run renders the safety page, the form and the thank-you page in each
+language at phone and desktop widths into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+from helpers import Deployment, gunicorn, server_env
+
+from intake.web.i18n import LANGUAGES
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+AXE = next((ROOT / "tests" / "vendor").glob("axe-core-*.min.js"))
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+WIDTHS = {"phone": (360, 780), "desktop": (1280, 900)}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("a11y")
+    deployment = Deployment(tmp / "keys").setup(recipients=2)
+    (tmp / "tmp").mkdir()
+    with gunicorn(server_env(tmp / "var", deployment, tmp / "tmp"), tmp / "logs") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def serious_violations(page) -> list[str]:
+    page.evaluate(AXE.read_text())
+    result = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
+    )
+    return [f"{v['id']} ({v['impact']}, {v['nodes']} nodes)" for v in result
+            if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_axe_finds_no_serious_violation_on_any_page(server, browser, lang):
+    # bypass_csp lets the test inject axe; the pages themselves run under the real CSP.
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    problems = {}
+    for path in (f"/{lang}/", f"/{lang}/report", f"/{lang}/thanks", f"/{lang}/no-such-page"):
+        page.goto(server + path)
+        problems[path] = serious_violations(page)
+    # The form as the server shows it after errors (the browser path is blocked so the
+    # form posts the standard way).
+    page.route("**/static/js/report.js", lambda route: route.abort())
+    page.goto(f"{server}/{lang}/report")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#error-summary")
+    problems["form with errors"] = serious_violations(page)
+    context.close()
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_screenshots_of_every_language_at_phone_and_desktop_widths(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    made = []
+    for lang in LANGUAGES:
+        for name, (width, height) in WIDTHS.items():
+            context = browser.new_context(viewport={"width": width, "height": height})
+            page = context.new_page()
+            for label, path in (("safety", "/"), ("form", "/report"), ("thanks", "/thanks")):
+                page.goto(f"{server}/{lang}{path}")
+                target = SHOTS / f"{lang}-{label}-{name}.png"
+                page.screenshot(path=str(target), full_page=label != "form")
+                made.append(target)
+            context.close()
+    assert all(p.stat().st_size > 1000 for p in made)
+    assert len(made) == len(LANGUAGES) * len(WIDTHS) * 3
+
+
+def test_nothing_scrolls_sideways_at_320_px_or_at_200_percent_zoom(server, browser):
+    for viewport, scale in (({"width": 320, "height": 640}, 1), ({"width": 640, "height": 800}, 2)):
+        context = browser.new_context(viewport=viewport, device_scale_factor=scale)
+        page = context.new_page()
+        for lang in ("ar", "en"):
+            page.goto(f"{server}/{lang}/report")
+            if scale == 2:
+                page.evaluate("document.body.style.zoom = '200%'")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 1, (lang, viewport, scale, overflow)
+        context.close()
+
+
+def test_quick_exit_leaves_at_once_and_sits_top_left_in_rtl(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.route("https://www.wikipedia.org/**", lambda route: route.fulfill(body="neutral"))
+    page.goto(f"{server}/ar/report")
+    box = page.locator("#quick-exit").bounding_box()
+    assert box["x"] < 200 and box["y"] < 60  # top-left in right-to-left
+    page.goto(f"{server}/en/report")
+    box = page.locator("#quick-exit").bounding_box()
+    assert box["x"] > page.viewport_size["width"] - 300  # top-right in left-to-right
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    page.wait_for_url("https://www.wikipedia.org/**")
+    assert page.evaluate("history.length") >= 1
+    page.go_back()
+    assert "/en/report" not in page.url  # replace(): Back does not return to the intake
+    context.close()
+
+
+def test_the_vendored_axe_is_never_served(server):
+    import requests
+
+    assert requests.get(f"{server}/static/{AXE.name}", timeout=10).status_code == 404
