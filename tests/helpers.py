@@ -220,3 +220,23 @@ def submit(
     return session.post(
         f"{base}/{lang}/report", data=data, files=multipart, allow_redirects=False, timeout=120
     )
+
+
+def make_settings(data_dir: Path, deployment: Deployment, *, max_upload: int = 8 * 1024 * 1024,
+                  database_url: str | None = None):
+    """Settings for an app under test: SQLite in `data_dir` (migrated), the keyring
+    re-read on every request."""
+    from intake.config import Settings
+    from intake.storage import db
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url or f"sqlite:///{data_dir / 'intake.db'}",
+        keyring_path=deployment.keyring_path,
+        admins_path=deployment.admins_path,
+        max_upload=max_upload,
+        keyring_check_seconds=0,
+    )
+    db.upgrade(settings.database_url)
+    return settings

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from conftest import require_tool
-from helpers import Deployment
+from helpers import Deployment, make_settings
 from sqlalchemy import update
 
 from intake.config import Settings
@@ -29,13 +29,7 @@ def deployment(tmp_path) -> Deployment:
 
 @pytest.fixture
 def settings(tmp_path, deployment) -> Settings:
-    data = tmp_path / "var"
-    data.mkdir()
-    s = Settings(data_dir=data, database_url=f"sqlite:///{data / 'intake.db'}",
-                 keyring_path=deployment.keyring_path, admins_path=deployment.admins_path,
-                 max_upload=16 * MiB, keyring_check_seconds=0)
-    db.upgrade(s.database_url)
-    return s
+    return make_settings(tmp_path / "var", deployment, max_upload=16 * MiB)
 
 
 @pytest.fixture

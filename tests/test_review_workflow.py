@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import Deployment, form_tokens, valid_report
+from helpers import Deployment, form_tokens, make_settings, valid_report
 
 from intake.config import Settings
 from intake.crypto.envelope import encrypt_bytes
@@ -25,17 +25,7 @@ MiB = 1024 * 1024
 @pytest.fixture
 def world(tmp_path):
     deployment = Deployment(tmp_path / "keys").setup(recipients=2)
-    data = tmp_path / "var"
-    data.mkdir()
-    settings = Settings(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'intake.db'}",
-        keyring_path=deployment.keyring_path,
-        admins_path=deployment.admins_path,
-        max_upload=8 * MiB,
-        keyring_check_seconds=0,
-    )
-    db.upgrade(settings.database_url)
+    settings = make_settings(tmp_path / "var", deployment)
     client = build_app(settings, {"TESTING": True}).test_client()
     identity = deployment.identity_file(tmp_path / "reviewer.key", 0)
     return deployment, settings, client, identity, tmp_path

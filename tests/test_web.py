@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from helpers import Deployment, form_tokens, valid_report
+from helpers import Deployment, form_tokens, make_settings, valid_report
 from sqlalchemy import text
 
 from intake.config import Settings
@@ -32,18 +32,7 @@ def deployment(tmp_path) -> Deployment:
 
 @pytest.fixture
 def settings(tmp_path, deployment) -> Settings:
-    data = tmp_path / "var"
-    s = Settings(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'intake.db'}",
-        keyring_path=deployment.keyring_path,
-        admins_path=deployment.admins_path,
-        max_upload=8 * MiB,
-        keyring_check_seconds=0,
-    )
-    data.mkdir()
-    db.upgrade(s.database_url)
-    return s
+    return make_settings(tmp_path / "var", deployment)
 
 
 @pytest.fixture
