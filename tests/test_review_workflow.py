@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -123,6 +124,18 @@ def test_the_whole_air_gap_cycle(world):
     shown = intake(settings, "review", "show", with_file.name, "--cases", str(cases))
     assert "may be malware" in shown.stdout and "Dangerzone" in shown.stdout
     assert "شاشة.png" in shown.stdout
+
+    for fmt in ("csv", "stix2", "html"):
+        out = tmp / f"export.{fmt}"
+        exported = intake(settings, "review", "export", "--format", fmt, "--cases", str(cases),
+                          "--out", str(out))
+        assert exported.returncode == 0, exported.stderr
+    assert len(list(csv.DictReader(io.StringIO((tmp / "export.csv").read_text())))) == 3
+    assert json.loads((tmp / "export.stix2").read_text())["type"] == "bundle"
+    report = (tmp / "export.html").read_text()
+    assert "<svg" in report and "<script" not in report
+    stats = intake(settings, "review", "stats", "--cases", str(cases))
+    assert stats.returncode == 0 and "3 case(s)" in stats.stdout
 
     ack_path = tmp / "usb" / "ack.json"
     acked = intake(
