@@ -215,14 +215,23 @@ def chosen_file_types(page: Any) -> list[str]:
 
 # -- What the page did ---------------------------------------------------------------------------
 
-# Records data-js-path in sessionStorage as soon as the page sets it, so the
-# test can read it after the navigation to the thanks page.
-JS_PATH_RECORDER = """
+# Records in sessionStorage what the page showed, as soon as it shows it, so
+# that the test can read it after the navigation to the thanks page:
+# data-js-path on <body>, and the text of #js-fallback once it is visible.
+PAGE_RECORDER = """
 document.addEventListener("DOMContentLoaded", () => {
-  new MutationObserver(() => {
-    const value = document.body.getAttribute("data-js-path");
-    if (value) sessionStorage.setItem("intake-test-js-path", value);
-  }).observe(document.body, { attributes: true, attributeFilter: ["data-js-path"] });
+  const record = () => {
+    const path = document.body.getAttribute("data-js-path");
+    if (path) sessionStorage.setItem("intake-test-js-path", path);
+    const fallback = document.getElementById("js-fallback");
+    if (fallback && !fallback.hidden) {
+      sessionStorage.setItem("intake-test-fallback", fallback.textContent.trim());
+    }
+  };
+  record();
+  new MutationObserver(record).observe(document.body, {
+    attributes: true, subtree: true, attributeFilter: ["data-js-path", "hidden"],
+  });
 });
 """
 
@@ -231,14 +240,24 @@ def recorded_js_path(page: Any) -> str | None:
     return page.evaluate("sessionStorage.getItem('intake-test-js-path')")
 
 
+def recorded_fallback(page: Any) -> str | None:
+    return page.evaluate("sessionStorage.getItem('intake-test-fallback')")
+
+
 @dataclass
 class Traffic:
     """Every request the page and its worker made, and the answers."""
 
     requests: list[tuple[str, str]] = field(default_factory=list)
     responses: list[tuple[str, str, int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def attach(self, page: Any) -> Traffic:
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on(
+            "console",
+            lambda m: self.errors.append(m.text) if m.type in ("error", "warning") else None,
+        )
         page.on("request", lambda r: self.requests.append((r.method, r.url)))
         page.on(
             "response", lambda r: self.responses.append((r.request.method, r.url, r.status))
@@ -340,7 +359,16 @@ def assert_report(
 
 # -- strace --------------------------------------------------------------------------------------
 
-READ_TRACE = ["-f", "-yy", "-e", "trace=read,recvfrom,readv,recvmsg", "-s", "1048576"]
+STRACE_STRING_LIMIT = 1048576
+READ_TRACE = [
+    "-f", "-yy", "-e", "trace=read,recvfrom,readv,recvmsg", "-s", str(STRACE_STRING_LIMIT),
+]
+# strace -yy shows a socket as <TCP:[...]>, <TCPv6:[...]> or <UNIX:[...]>; with -f a call
+# another thread interrupts is split into "call(fd<...>, <unfinished ...>" and
+# "<... call resumed>data..., n) = result".
+_CALL = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(read|recvfrom|readv|recvmsg)\(\d+<([A-Za-z0-9]+)")
+_RESUMED = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+<\.\.\. (read|recvfrom|readv|recvmsg) resumed>")
+_RESULT = re.compile(r"\) = (\d+)$")
 
 
 def trace_lines_with(trace: Path, needle: str) -> list[str]:
@@ -351,6 +379,38 @@ def trace_lines_with(trace: Path, needle: str) -> list[str]:
             if needle in line:
                 hits.append(line[:160])
     return hits
+
+
+@dataclass(frozen=True)
+class SocketRead:
+    size: int  # the bytes the call returned
+    head: str  # the start of the line, for messages
+    shows: frozenset[str]  # which of the needles asked for the line shows
+
+
+def socket_reads(trace: Path, needles: tuple[str, ...] = ()) -> list[SocketRead]:
+    """Every read off a TCP socket in the recording, and which `needles` it shows."""
+    reads = []
+    pending: dict[str, bool] = {}  # pid -> whether its unfinished call reads a TCP socket
+    with trace.open(errors="replace") as fh:
+        for raw in fh:
+            line = raw.rstrip("\n")
+            call = _CALL.match(line)
+            if call:
+                is_tcp = call.group(3).startswith("TCP")
+                if line.endswith("<unfinished ...>"):
+                    pending[call.group(1)] = is_tcp
+                    continue
+            else:
+                resumed = _RESUMED.match(line)
+                if not resumed:
+                    continue
+                is_tcp = pending.pop(resumed.group(1), False)
+            result = _RESULT.search(line)
+            if is_tcp and result:
+                shows = frozenset(n for n in needles if n in line)
+                reads.append(SocketRead(int(result.group(1)), line[:200], shows))
+    return reads
 
 
 # -- A proxy that loses one answer ---------------------------------------------------------------

@@ -1,20 +1,43 @@
-"""Storage on SQLite and PostgreSQL: only the allowed metadata, durable blobs,
-orphans found both ways, and a keyring version floor that never goes down."""
+"""Storage properties, on SQLite always and on PostgreSQL when INTAKE_TEST_DATABASE_URL is set.
+
+What is pinned down: the database holds exactly the allowed metadata and a day
+is never a time; migrations are idempotent, agree with the models and print no
+SQL; a blob appears whole and private, dated to midnight UTC, or not at all,
+and never replaces another; ids cannot name a path; a submission whose row
+cannot be committed leaves no blob and no database message; orphans are found
+both ways and never listed; the keyring version floor never goes down, even
+under concurrent writers on two engines.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import random
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Date, delete, event, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
 
+from intake.errors import IntakeError
 from intake.storage import db
-from intake.storage.blobs import BlobStore
-from intake.storage.models import Submission
+from intake.storage.blobs import BlobStore, check_id
+from intake.storage.models import Base, KeyringState, Submission
 from intake.storage.submissions import (
+    SubmissionNotStored,
     find_orphans,
     highest_keyring_version,
     listable_submissions,
@@ -24,88 +47,476 @@ from intake.storage.submissions import (
 )
 
 DAY = date(2026, 11, 28)
+
+#: Every table and column the server may keep: a privacy property, not a schema detail.
 ALLOWED = {
     "submissions": {"id", "received_on", "size", "keyring_version", "state"},
     "keyring_state": {"id", "highest_version"},
     "uploads": {"id", "size", "received", "keyring_version", "expires_hour", "state"},
 }
 
+# The database and the file system are slower than Hypothesis' default deadline;
+# fixtures made once per test are reset by each example that needs it.
+db_property = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+fs_property = settings(max_examples=50, deadline=None)
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'intake.db'}"
+ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+days = st.dates(min_value=date(1971, 1, 1), max_value=date(2200, 12, 31))
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+def postgres_url_or_skip() -> str:
     url = os.environ.get("INTAKE_TEST_DATABASE_URL")
     if not url:
-        pytest.skip("INTAKE_TEST_DATABASE_URL is not set (.ci/run sets it)")
-    engine = db.make_engine(url)
-    with engine.begin() as connection:  # a clean schema for every test
-        for table in ("submissions", "keyring_state", "uploads", "alembic_version"):
-            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
-    engine.dispose()
+        pytest.skip("INTAKE_TEST_DATABASE_URL is not set")
     return url
 
 
+def clean_postgres(url: str) -> str:
+    """Drop every table, alembic_version included, so that each test starts from nothing."""
+    engine = db.make_engine(url)
+    try:
+        with engine.begin() as connection:
+            for table in inspect(connection).get_table_names():
+                connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """An empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'intake.db'}"
+    return clean_postgres(postgres_url_or_skip())
+
+
 @pytest.fixture
-def factory(database_url):
+def postgres_url() -> str:
+    """An empty PostgreSQL database, for what only PostgreSQL can show."""
+    return clean_postgres(postgres_url_or_skip())
+
+
+@pytest.fixture
+def engine(database_url):
     db.upgrade(database_url)
     engine = db.make_engine(database_url)
-    yield db.make_session_factory(engine)
+    yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def store(tmp_path):
+def factory(engine) -> sessionmaker:
+    return db.make_session_factory(engine)
+
+
+@pytest.fixture
+def store(tmp_path) -> BlobStore:
     return BlobStore(tmp_path / "blobs")
 
 
-def write_blob(store: BlobStore, content: bytes = b"age-encryption.org/v1\n...") -> str:
+def write_blob(store: BlobStore, content: bytes = b"age-encryption.org/v1\n...",
+               day: date = DAY) -> str:
     submission_id = new_submission_id()
-    with store.writer(submission_id, DAY) as fh:
+    with store.writer(submission_id, day) as fh:
         fh.write(content)
     return submission_id
 
 
-def test_upgrade_is_idempotent_and_up_to_date(database_url):
-    db.upgrade(database_url)
-    db.upgrade(database_url)
-    engine = db.make_engine(database_url)
-    assert db.is_up_to_date(engine) and db.current_revision(engine) == "0002"
-    engine.dispose()
+def add_row(factory: sessionmaker, submission_id: str, state: str = "received") -> None:
+    with factory() as session, session.begin():
+        session.add(Submission(id=submission_id, received_on=DAY, size=10, keyring_version=1,
+                               state=state))
 
 
-def test_the_database_holds_no_column_beyond_the_allowed_metadata(factory, database_url):
+def midnight(day: date) -> float:
+    return datetime.combine(day, time(0), tzinfo=UTC).timestamp()
+
+
+# -- schema and migrations --------------------------------------------------------------------
+
+
+def test_upgrade_creates_the_tables_and_a_second_upgrade_changes_nothing(database_url):
     engine = db.make_engine(database_url)
+    try:
+        assert db.current_revision(engine) is None and not db.is_up_to_date(engine)
+        db.upgrade(database_url)
+        assert set(inspect(engine).get_table_names()) == set(ALLOWED) | {"alembic_version"}
+        assert db.current_revision(engine) == db.head_revision() and db.is_up_to_date(engine)
+        factory = db.make_session_factory(engine)
+        with factory() as session:
+            assert [(r.id, r.highest_version) for r in session.scalars(select(KeyringState))] == [
+                (1, 0)]
+        add_row(factory, "ab" * 16)
+        raise_keyring_version(factory, 4)
+        db.upgrade(database_url)
+        assert db.current_revision(engine) == db.head_revision()
+        with factory() as session:
+            assert session.scalars(select(Submission.id)).all() == ["ab" * 16]
+            assert session.scalars(select(KeyringState.highest_version)).all() == [4]
+    finally:
+        engine.dispose()
+
+
+def test_the_database_holds_exactly_the_allowed_columns(engine):
     inspector = inspect(engine)
     tables = set(inspector.get_table_names()) - {"alembic_version"}
     assert tables == set(ALLOWED)
     for table, columns in ALLOWED.items():
-        assert {c["name"] for c in inspector.get_columns(table)} == columns
-    types = {c["name"]: str(c["type"]).upper() for c in inspector.get_columns("submissions")}
-    assert types["received_on"] == "DATE"  # a day, never a time
+        assert {c["name"] for c in inspector.get_columns(table)} == columns, table
+    received_on = next(c for c in inspector.get_columns("submissions")
+                       if c["name"] == "received_on")
+    assert isinstance(received_on["type"], Date) and str(received_on["type"]).upper() == "DATE"
+
+
+def test_the_models_declare_exactly_the_allowed_columns():
+    assert {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables} == ALLOWED
+
+
+def test_the_models_agree_with_the_migrations(engine):
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def _logging_setup() -> dict[str, tuple[int, list[logging.Handler]]]:
+    loggers = {"": logging.getLogger()} | {
+        name: logger for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    return {name: (logger.level, list(logger.handlers)) for name, logger in loggers.items()
+            if logger.handlers or logger.level != logging.NOTSET}
+
+
+def test_upgrade_configures_no_logging_and_shows_no_sql(database_url, caplog, capfd):
+    caplog.set_level(logging.DEBUG)  # whatever reaches the root logger is captured here
+    before = _logging_setup()
+    db.upgrade(database_url)
+    assert _logging_setup() == before
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    out, err = capfd.readouterr()
+    for shown in (logged, out, err):
+        assert "CREATE TABLE" not in shown.upper() and "INSERT INTO" not in shown.upper()
+
+
+def test_the_alembic_command_works_with_an_ini_of_ones_own(database_url, tmp_path):
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(
+        "[alembic]\n"
+        f"script_location = {db.MIGRATIONS}\n"
+        f"sqlalchemy.url = {database_url.replace('%', '%%')}\n"
+    )
+    alembic = Path(sys.executable).with_name("alembic")
+    run = subprocess.run([str(alembic), "-c", str(ini), "upgrade", "head"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "CREATE TABLE" not in (run.stdout + run.stderr).upper()
+    engine = db.make_engine(database_url)
+    assert db.is_up_to_date(engine)
     engine.dispose()
 
 
-def test_a_recorded_submission_keeps_the_day_size_version_and_state(factory, store):
-    submission_id = write_blob(store, b"x" * 1234)
-    record_submission(factory, store, submission_id=submission_id, day=DAY, keyring_version=7)
+def test_concurrent_upgrades_take_turns_on_postgresql(postgres_url):
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            db.upgrade(postgres_url)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = db.make_engine(postgres_url)
+    assert db.is_up_to_date(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM keyring_state")).scalar() == 1
+    engine.dispose()
+
+
+def test_received_on_is_a_day_and_a_time_is_refused(factory, store):
+    with pytest.raises(TypeError):
+        Submission(id="ab" * 16, received_on=datetime(2026, 11, 28, 14, 31), size=1,
+                   keyring_version=1)
+    submission_id = write_blob(store)
+    record_submission(factory, store, submission_id=submission_id, day=DAY, keyring_version=1)
     with factory() as session:
-        row = session.get(Submission, submission_id)
-        assert (row.received_on, row.size, row.keyring_version, row.state) == (
-            DAY, 1234, 7, "received")
-        assert [r.id for r in listable_submissions(session, store)] == [submission_id]
+        stored = session.execute(
+            text("SELECT received_on FROM submissions WHERE id = :id"), {"id": submission_id}
+        ).scalar()
+        assert str(stored) == "2026-11-28"  # a DATE on PostgreSQL, ISO text on SQLite
+        value = session.get(Submission, submission_id).received_on
+        assert type(value) is date and value == DAY
 
 
-def test_a_failed_commit_deletes_the_blob(factory, store):
+def test_the_database_refuses_unknown_states_and_a_second_keyring_row(engine):
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO submissions (id, received_on, size, keyring_version, state) "
+            "VALUES ('ab', '2026-11-28', 1, 1, 'reviewed')"))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text("INSERT INTO keyring_state (id, highest_version) VALUES (2, 9)"))
+    with pytest.raises(ValueError):
+        Submission(id="ab" * 16, received_on=DAY, size=1, keyring_version=1, state="reviewed")
+
+
+# -- engines ----------------------------------------------------------------------------------
+
+
+def test_sqlite_engines_wait_use_wal_and_overwrite_what_they_delete(tmp_path):
+    path = tmp_path / "new" / "dir" / "intake.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        pragma = {name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                  for name in ("busy_timeout", "journal_mode", "foreign_keys", "secure_delete")}
+    engine.dispose()
+    assert pragma == {"busy_timeout": 30000, "journal_mode": "wal", "foreign_keys": 1,
+                      "secure_delete": 1}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_postgresql_engines_ping_before_use():
+    engine = db.make_engine("postgresql+psycopg://intake:intake@127.0.0.1:5432/none")
+    assert engine.pool._pre_ping  # no public accessor
+    engine.dispose()
+
+
+# -- the blob store ---------------------------------------------------------------------------
+
+
+@fs_property
+@given(content=st.binary(max_size=200_000), day=days)
+def test_a_blob_is_written_whole_private_and_dated_to_midnight_utc(content, day):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = BlobStore(Path(tmp) / "blobs")
+        submission_id = write_blob(store, content, day)
+        path = store.path(submission_id)
+        assert os.listdir(store.root) == [f"{submission_id}.age"]
+        assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with store.open(submission_id) as fh:
+            assert fh.read() == content
+        assert store.size(submission_id) == len(content)
+        assert store.sha256(submission_id) == hashlib.sha256(content).hexdigest()
+        # Reading through the store leaves the times alone: midnight UTC, nothing else.
+        assert path.stat().st_mtime == path.stat().st_atime == midnight(day)
+
+
+@fs_property
+@given(written=st.binary(max_size=100_000),
+       error=st.sampled_from([RuntimeError, OSError, ValueError]))
+def test_an_exception_inside_the_writer_leaves_no_file_at_all(written, error):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = BlobStore(Path(tmp) / "blobs")
+        submission_id = new_submission_id()
+        with pytest.raises(error), store.writer(submission_id, DAY) as fh:
+            fh.write(written)
+            raise error("the client went away")
+        assert os.listdir(store.root) == []
+        assert not store.exists(submission_id)
+
+
+def test_a_second_writer_for_the_same_id_refuses_to_replace(store):
+    submission_id = write_blob(store, b"first")
+    with pytest.raises(FileExistsError), store.writer(submission_id, DAY) as fh:
+        fh.write(b"second")
+    assert store.path(submission_id).read_bytes() == b"first"
+    assert os.listdir(store.root) == [f"{submission_id}.age"]
+
+
+def test_the_loser_of_a_race_raises_and_leaves_nothing(store):
+    submission_id = new_submission_id()
+    with pytest.raises(FileExistsError):  # noqa: SIM117 - the nesting is the race
+        with store.writer(submission_id, DAY) as late:
+            late.write(b"late")
+            with store.writer(submission_id, DAY) as early:
+                early.write(b"early")
+    assert store.path(submission_id).read_bytes() == b"early"
+    assert os.listdir(store.root) == [f"{submission_id}.age"]
+
+
+BAD_IDS = ["../x", "ABC", "ABCDEF0123456789ABCDEF0123456789", "a" * 31, "a" * 33, "",
+           "g" * 32, "a" * 31 + "/", "a" * 32 + "\n", "../" + "a" * 29, "a" * 32 + ".age",
+           None, 12345]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_ids_that_are_not_32_lower_case_hex_digits_are_refused_everywhere(store, bad):
+    calls = [store.path, store.exists, store.open, store.size, store.sha256, store.delete,
+             lambda i: store.writer(i, DAY).__enter__()]
+    for call in calls:
+        with pytest.raises(ValueError):
+            call(bad)
+    assert os.listdir(store.root) == []
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory) -> BlobStore:
+    return BlobStore(tmp_path_factory.mktemp("ids") / "blobs")
+
+
+@fs_property
+@given(candidate=st.text(max_size=40))
+def test_only_32_hex_digits_make_an_id_and_they_stay_in_the_store(shared_store, candidate):
+    store = shared_store
+    well_formed = len(candidate) == 32 and set(candidate) <= set("0123456789abcdef")
+    if well_formed:
+        assert store.path(candidate) == store.root / f"{candidate}.age"
+        assert check_id(candidate) == candidate
+    else:
+        with pytest.raises(ValueError):
+            store.path(candidate)
+
+
+def test_ids_lists_only_well_formed_blob_files(store):
+    kept = write_blob(store)
+    other = new_submission_id()
+    for name in ("notes.age", "AB" * 16 + ".age", kept + ".age.bak", "ab" * 16,
+                 ".tmp-0123456789abcdef"):
+        (store.root / name).write_bytes(b"stray")
+    (store.root / f"{'cd' * 16}.age").mkdir()
+    (store.root / f"{other}.age").symlink_to(store.path(kept))
+    assert store.ids() == {kept}
+
+
+def test_delete_removes_the_blob_and_is_quiet_when_it_is_gone(store):
+    submission_id = write_blob(store, b"abc")
+    store.delete(submission_id)
+    store.delete(submission_id)
+    assert not store.exists(submission_id) and store.ids() == set()
+    with pytest.raises(FileNotFoundError):
+        store.open(submission_id)
+
+
+def test_leftover_temp_files_are_found_and_removed_but_never_a_live_writers(store):
+    leftover = store.root / ".tmp-0123456789abcdef"
+    leftover.write_bytes(b"half of a crashed write")
+    submission_id = new_submission_id()
+    with store.writer(submission_id, DAY) as fh:
+        fh.write(b"still arriving")
+        live = [p for p in store.root.iterdir() if p.name.startswith(".tmp-") and p != leftover]
+        assert len(live) == 1
+        assert store.temp_files() == [leftover]
+        assert store.remove_temp_files() == 1
+        assert not leftover.exists() and live[0].exists()
+        fh.write(b", and done")
+    assert store.path(submission_id).read_bytes() == b"still arriving, and done"
+    assert store.temp_files() == [] and os.listdir(store.root) == [f"{submission_id}.age"]
+
+
+def test_adopt_links_a_finished_file_private_dated_and_never_replaces(store):
+    source = store.root.parent / "finished.part"
+    source.write_bytes(b"ciphertext")
+    source.chmod(0o644)
+    submission_id = new_submission_id()
+    store.adopt(source, submission_id, DAY)
+    path = store.path(submission_id)
+    assert path.read_bytes() == b"ciphertext" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.stat().st_mtime == midnight(DAY)
+    other = store.root.parent / "other.part"
+    other.write_bytes(b"other")
+    with pytest.raises(FileExistsError):
+        store.adopt(other, submission_id, DAY)
+    assert path.read_bytes() == b"ciphertext"
+
+
+def test_an_existing_store_directory_is_made_private(tmp_path):
+    root = tmp_path / "blobs"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    BlobStore(root)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+# -- submissions ------------------------------------------------------------------------------
+
+
+def test_new_submission_ids_are_128_random_bits_in_hex():
+    made = {new_submission_id() for _ in range(2000)}
+    assert len(made) == 2000
+    assert all(check_id(i) == i for i in made)
+
+
+@db_property
+@given(content=st.binary(max_size=5000), day=days, version=st.integers(0, 2**31 - 1))
+def test_a_recorded_submission_keeps_exactly_its_day_size_version_and_state(
+    factory, store, content, day, version
+):
+    submission_id = write_blob(store, content, day)
+    # A factory that expires on commit must still hand back a readable row.
+    row = record_submission(sessionmaker(factory.kw["bind"]), store,
+                            submission_id=submission_id, day=day, keyring_version=version)
+    assert (row.id, row.received_on, row.size, row.keyring_version, row.state) == (
+        submission_id, day, len(content), version, "received")
+    with factory() as session:
+        stored = session.get(Submission, submission_id)
+        assert (stored.received_on, stored.size, stored.keyring_version, stored.state) == (
+            day, len(content), version, "received")
+
+
+def test_a_duplicate_id_deletes_the_new_blob_and_quotes_nothing(factory, store):
     duplicate = new_submission_id()
+    add_row(factory, duplicate)  # a row whose blob was lost
     with store.writer(duplicate, DAY) as fh:
         fh.write(b"dup")
-    with factory() as session, session.begin():
-        session.add(Submission(id=duplicate, received_on=DAY, size=1, keyring_version=1,
-                               state="received"))
-    with pytest.raises(Exception):  # noqa: B017 - IntegrityError from either backend
+    with pytest.raises(SubmissionNotStored) as raised:
         record_submission(factory, store, submission_id=duplicate, day=DAY, keyring_version=1)
-    assert not store.exists(duplicate)
+    assert not store.exists(duplicate) and os.listdir(store.root) == []
+    assert duplicate not in str(raised.value) and "2026" not in str(raised.value)
+    assert raised.value.__context__ is None and raised.value.__cause__ is None
+    assert isinstance(raised.value, IntakeError)
+
+
+def _drop_the_table(factory: sessionmaker) -> sessionmaker:
+    with factory.kw["bind"].begin() as connection:
+        connection.execute(text("DROP TABLE submissions"))
+    return factory
+
+
+def _unreachable(factory: sessionmaker) -> sessionmaker:
+    # Nothing listens on the discard port of this machine: the connection is refused.
+    engine = db.make_engine("postgresql+psycopg://intake:intake@127.0.0.1:9/none")
+    return db.make_session_factory(engine)
+
+
+def _commit_fails(factory: sessionmaker) -> sessionmaker:
+    broken = sessionmaker(factory.kw["bind"])
+
+    @event.listens_for(broken, "before_commit")
+    def _fail(session) -> None:  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # the worker is stopped half-way through
+
+    return broken
+
+
+@pytest.mark.parametrize("breakage", [_drop_the_table, _unreachable, _commit_fails])
+def test_a_database_that_fails_leaves_no_blob(factory, store, breakage):
+    submission_id = write_blob(store, b"ciphertext")
+    broken = breakage(factory)
+    with pytest.raises((SubmissionNotStored, KeyboardInterrupt)):
+        record_submission(broken, store, submission_id=submission_id, day=DAY, keyring_version=1)
+    assert not store.exists(submission_id) and os.listdir(store.root) == []
+    if breakage is not _drop_the_table:
+        with factory() as session:
+            assert session.get(Submission, submission_id) is None
+
+
+def test_a_submission_without_a_blob_gets_no_row(factory, store):
+    submission_id = new_submission_id()
+    with pytest.raises(FileNotFoundError):
+        record_submission(factory, store, submission_id=submission_id, day=DAY, keyring_version=1)
+    with factory() as session:
+        assert session.get(Submission, submission_id) is None
 
 
 def test_orphans_are_found_both_ways_and_never_listed(factory, store):
@@ -113,87 +524,125 @@ def test_orphans_are_found_both_ways_and_never_listed(factory, store):
     record_submission(factory, store, submission_id=kept, day=DAY, keyring_version=1)
     blob_only = write_blob(store)  # a crash between the blob and its row
     row_only = new_submission_id()  # a blob lost after its row
-    with factory() as session, session.begin():
-        session.add(Submission(id=row_only, received_on=DAY, size=10, keyring_version=1,
-                               state="received"))
+    add_row(factory, row_only)
+    add_row(factory, new_submission_id(), state="purged")  # gone on purpose: no orphan
     (store.root / ".tmp-0123456789abcdef").write_bytes(b"half")
-    orphans = find_orphans(factory, store)
+    with store.writer(new_submission_id(), DAY) as fh:  # in progress: not a leftover
+        fh.write(b"arriving")
+        orphans = find_orphans(factory, store)
     assert orphans.blobs_without_row == {blob_only}
     assert orphans.rows_without_blob == {row_only}
     assert [p.name for p in orphans.temp_files] == [".tmp-0123456789abcdef"]
+    assert orphans
     with factory() as session:
         assert [r.id for r in listable_submissions(session, store)] == [kept]
 
 
-def test_the_keyring_floor_only_rises(factory):
+@db_property
+@given(layout=st.dictionaries(
+    ids, st.tuples(st.booleans(), st.booleans(), st.sampled_from(["received", "exported",
+                                                                   "purged"])),
+    max_size=8))
+def test_listable_submissions_are_exactly_the_rows_with_a_blob(factory, layout):
+    with factory() as session, session.begin():
+        session.execute(delete(Submission))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = BlobStore(Path(tmp))
+        for submission_id, (has_row, has_blob, state) in layout.items():
+            if has_blob:
+                with store.writer(submission_id, DAY) as fh:
+                    fh.write(b"x")
+            if has_row:
+                add_row(factory, submission_id, state)
+        with factory() as session:
+            listed = [r.id for r in listable_submissions(session, store)]
+        orphans = find_orphans(factory, store)
+    expected = {i for i, (row, blob, state) in layout.items() if row and blob
+                and state != "purged"}
+    assert listed == sorted(expected)
+    assert orphans.blobs_without_row == {
+        i for i, (row, blob, state) in layout.items() if blob and (not row or state == "purged")}
+    assert orphans.rows_without_blob == {
+        i for i, (row, blob, state) in layout.items() if row and not blob and state != "purged"}
+    assert not orphans.temp_files
+
+
+# -- the keyring version floor ----------------------------------------------------------------
+
+
+@db_property
+@given(versions=st.lists(st.integers(0, 2**31 - 1), max_size=12))
+def test_the_keyring_floor_is_the_running_maximum_and_never_goes_down(factory, versions):
+    with factory() as session, session.begin():
+        session.execute(update(KeyringState).values(highest_version=0))
+    floor = 0
+    for version in versions:
+        floor = max(floor, version)
+        assert raise_keyring_version(factory, version) == floor
+        assert highest_keyring_version(factory) == floor
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "3", None])
+def test_a_keyring_version_that_is_not_a_natural_number_is_refused(factory, bad):
+    with pytest.raises(ValueError):
+        raise_keyring_version(factory, bad)
     assert highest_keyring_version(factory) == 0
-    assert raise_keyring_version(factory, 5) == 5
-    assert raise_keyring_version(factory, 3) == 5
-    assert raise_keyring_version(factory, 6) == 6
 
 
-def test_the_keyring_floor_is_monotone_under_concurrent_writers(factory, database_url):
-    other = db.make_session_factory(db.make_engine(database_url))
+def test_a_lost_keyring_row_closes_the_intake_rather_than_guess(factory):
+    with factory() as session, session.begin():
+        session.execute(delete(KeyringState))
+    with pytest.raises(IntakeError):
+        highest_keyring_version(factory)
+    with pytest.raises(IntakeError):
+        raise_keyring_version(factory, 3)
+
+
+def test_the_keyring_floor_is_monotone_under_concurrent_writers_on_two_engines(
+    factory, database_url
+):
+    other_engine = db.make_engine(database_url)
+    factories = [factory, db.make_session_factory(other_engine)]
+    top = 40
     errors: list[BaseException] = []
+    returned: list[list[tuple[int, int]]] = []
+    observed: list[int] = []
+    done = threading.Event()
 
-    def bump(f, versions):
+    def writer(index: int) -> None:
+        versions = list(range(1, top + 1))
+        random.Random(index).shuffle(versions)
+        mine: list[tuple[int, int]] = []
+        returned.append(mine)
         try:
-            for v in versions:
-                raise_keyring_version(f, v)
+            for version in versions:
+                mine.append((version, raise_keyring_version(factories[index % 2], version)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=bump, args=(f, range(start, 60, 3)))
-               for f, start in ((factory, 1), (other, 2), (factory, 3))]
-    for t in threads:
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                observed.append(highest_keyring_version(factories[1]))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in writers:
         t.start()
-    for t in threads:
+    for t in writers:
         t.join()
+    done.set()
+    watcher.join()
+    other_engine.dispose()
+
     assert errors == []
-    assert highest_keyring_version(factory) == 59
-
-
-# -- the blob store (no database) -------------------------------------------------------------
-
-def test_a_blob_is_written_whole_private_and_dated_to_the_day_only(store):
-    submission_id = write_blob(store, b"ciphertext")
-    path = store.path(submission_id)
-    assert [p.name for p in store.root.iterdir()] == [path.name]
-    assert path.read_bytes() == b"ciphertext"
-    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
-    moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    assert (moment.date(), moment.hour, moment.minute, moment.second) == (DAY, 0, 0, 0)
-
-
-def test_an_error_while_writing_leaves_no_file_at_all(store):
-    submission_id = new_submission_id()
-    with pytest.raises(RuntimeError), store.writer(submission_id, DAY) as fh:
-        fh.write(b"partial")
-        raise RuntimeError("client went away")
-    assert list(store.root.iterdir()) == []
-
-
-def test_an_existing_blob_is_never_replaced(store):
-    submission_id = write_blob(store, b"first")
-    with pytest.raises(FileExistsError), store.writer(submission_id, DAY) as fh:
-        fh.write(b"second")
-    assert store.path(submission_id).read_bytes() == b"first"
-    assert store.temp_files() == []
-
-
-@pytest.mark.parametrize(
-    "bad", ["../x", "ABCDEF0123456789ABCDEF0123456789", "a" * 31, "", "x" * 32]
-)
-def test_ids_that_are_not_32_hex_digits_are_refused(store, bad):
-    with pytest.raises(ValueError):
-        store.path(bad)
-
-
-def test_ids_lists_only_well_formed_blobs_and_sha256_streams(store):
-    submission_id = write_blob(store, b"abc")
-    (store.root / "notes.age").write_bytes(b"stray")
-    assert store.ids() == {submission_id}
-    assert store.sha256(submission_id) == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    store.delete(submission_id)
-    assert store.ids() == set()
+    assert highest_keyring_version(factory) == top
+    for calls in returned:
+        assert len(calls) == top
+        assert all(stored >= version for version, stored in calls)
+        floors = [stored for _, stored in calls]
+        assert floors == sorted(floors)  # each writer saw the floor only rise
+    assert observed == sorted(observed)

@@ -1,20 +1,36 @@
 """The blob store: one age file per submission, written atomically and durably.
 
-``<root>/<id>.age``, where the id is exactly 32 lower-case hex digits (no
-path can be smuggled in). `BlobStore.writer` yields a file in the same
-directory under a random temporary name; only a clean exit makes it the blob:
-flush, fsync, link into place (never replacing an existing blob), fsync of the
-directory. Its times are set to midnight UTC of the day it arrived, so that
-file metadata leaks no time of day. On any error the temporary file is removed.
+A blob is ``<root>/<id>.age``; the id is exactly 32 lower-case hex digits, so
+no path can be smuggled in (anything else is a ValueError). The directory is
+mode 0700 and every blob 0600.
+
+`BlobStore.writer` yields a file under a random temporary name (``.tmp-<hex>``)
+in the same directory. Only a clean exit makes it the blob: flush, fsync, its
+times set to midnight UTC of the day it arrived, a hard link to ``<id>.age``
+(which never replaces an existing blob), unlink of the temporary name, fsync of
+the directory. On any exception nothing of it remains. The times are set
+before the blob gets its name, so no blob ever shows the time of day it came.
+
+While it is being written a temporary file is locked (flock); `temp_files`
+and `remove_temp_files` see only the unlocked ones, i.e. what a crashed
+process left, so one worker's clean-up never pulls a file from under another.
+
+What a process cannot hide: the inode change time (ctime) and, on some file
+systems, the birth time record when a blob was written, and inode numbers
+follow the order of arrival. Only the disk's encryption and prompt export and
+purge limit what a seized disk shows of these.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -22,92 +38,206 @@ from typing import BinaryIO
 
 from intake.fsutil import fsync_dir
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
-_TEMP_PREFIX = ".tmp-"
+_ID = re.compile(r"[0-9a-f]{32}")
+_BLOB_NAME = re.compile(r"([0-9a-f]{32})\.age")
+SUFFIX = ".age"
+TEMP_PREFIX = ".tmp-"
+
+# Reading a blob must not stamp the moment of an export on it (relatime would).
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
 def check_id(submission_id: str) -> str:
-    if not isinstance(submission_id, str) or not _ID.match(submission_id):
+    """`submission_id` if it is 32 lower-case hex digits; ValueError otherwise."""
+    if not isinstance(submission_id, str) or not _ID.fullmatch(submission_id):
         raise ValueError("a submission id is 32 lower-case hex digits")
     return submission_id
 
 
 def day_timestamp(day: date) -> float:
+    """Midnight UTC at the start of `day`, as a POSIX timestamp (a datetime's time is dropped)."""
+    if not isinstance(day, date):
+        raise TypeError("day must be a datetime.date")
     return datetime.combine(day, time(0, 0), tzinfo=UTC).timestamp()
 
 
+def _exists_error() -> FileExistsError:
+    # No path in the message: it may end up in a log.
+    return FileExistsError(errno.EEXIST, "a blob with this id already exists")
+
+
+def _open_read(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | _O_NOATIME)
+    except PermissionError:
+        if not _O_NOATIME:
+            raise
+        # O_NOATIME is refused on a file this process does not own.
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+
+
 class BlobStore:
+    """Ciphertext files named by submission id under `root` (created mode 0700)."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
 
     def path(self, submission_id: str) -> Path:
-        return self.root / f"{check_id(submission_id)}.age"
+        """Where the blob of `submission_id` lives; ValueError for a malformed id."""
+        return self.root / f"{check_id(submission_id)}{SUFFIX}"
 
     @contextlib.contextmanager
     def writer(self, submission_id: str, day: date) -> Iterator[BinaryIO]:
+        """Yield a binary file; a clean exit makes its bytes the blob of `submission_id`.
+
+        Raises FileExistsError (before or after writing) if that blob exists.
+        """
         target = self.path(submission_id)
-        temp = self.root / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        stamp = day_timestamp(day)
+        if os.path.lexists(target):
+            raise _exists_error()
+        temp, fd = self._new_temp()
+        linked = False
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
                 fh.flush()
+                os.utime(fh.fileno(), (stamp, stamp))
                 os.fsync(fh.fileno())
-            stamp = day_timestamp(day)
-            os.utime(temp, (stamp, stamp))
-            os.link(temp, target)  # refuses to replace an existing blob
-            os.unlink(temp)
+                try:
+                    os.link(temp, target)  # refuses to replace an existing blob
+                except FileExistsError:
+                    raise _exists_error() from None
+                linked = True
+                os.unlink(temp)
             fsync_dir(self.root)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
+            if linked:  # the directory could not be made durable: take the blob back
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
             raise
+
+    def _new_temp(self) -> tuple[Path, int]:
+        """A fresh, locked temporary file: its path and an open descriptor."""
+        while True:
+            temp = self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A clean-up between open and flock may have removed it: then start again.
+            try:
+                if os.stat(temp, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return temp, fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
 
     def adopt(self, source: Path, submission_id: str, day: date) -> None:
         """Link the finished file `source` (same file system) as the blob of `submission_id`.
 
-        The caller unlinks `source` once the row is committed.
+        `source` keeps its own name too: the caller unlinks it once the row is
+        committed. Raises FileExistsError if that blob exists.
         """
         target = self.path(submission_id)
+        stamp = day_timestamp(day)
         fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
         try:
+            os.utime(fd, (stamp, stamp))
+            os.fchmod(fd, 0o600)
             os.fsync(fd)
         finally:
             os.close(fd)
-        stamp = day_timestamp(day)
-        os.utime(source, (stamp, stamp))
-        os.chmod(source, 0o600)
-        os.link(source, target)  # refuses to replace an existing blob
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise _exists_error() from None
         fsync_dir(self.root)
 
     def exists(self, submission_id: str) -> bool:
-        return self.path(submission_id).is_file()
+        try:
+            return stat.S_ISREG(os.lstat(self.path(submission_id)).st_mode)
+        except FileNotFoundError:
+            return False
 
     def open(self, submission_id: str) -> BinaryIO:
-        return self.path(submission_id).open("rb")
+        """The blob, open for binary reading (FileNotFoundError if there is none)."""
+        return os.fdopen(_open_read(self.path(submission_id)), "rb")
 
     def size(self, submission_id: str) -> int:
-        return self.path(submission_id).stat().st_size
+        return os.lstat(self.path(submission_id)).st_size
 
     def sha256(self, submission_id: str) -> str:
+        """The blob's SHA-256, hex, read in bounded chunks."""
         digest = hashlib.sha256()
         with self.open(submission_id) as fh:
-            while block := fh.read(1 << 16):
+            while block := fh.read(1 << 20):
                 digest.update(block)
         return digest.hexdigest()
 
     def delete(self, submission_id: str) -> None:
+        """Remove the blob, durably; no error if it is already gone."""
         self.path(submission_id).unlink(missing_ok=True)
         fsync_dir(self.root)
 
     def ids(self) -> set[str]:
-        return {p.name[:-4] for p in self.root.glob("*.age") if _ID.match(p.name[:-4])}
+        """The ids of every well-formed blob (other names in the directory are ignored)."""
+        with os.scandir(self.root) as entries:
+            return {
+                match.group(1)
+                for entry in entries
+                if (match := _BLOB_NAME.fullmatch(entry.name))
+                and entry.is_file(follow_symlinks=False)
+            }
 
     def temp_files(self) -> list[Path]:
-        return sorted(self.root.glob(f"{_TEMP_PREFIX}*"))
+        """Temporary files no writer holds: what an interrupted process left behind."""
+        return sorted(path for path in self._temp_candidates() if not self._in_use(path))
 
-    def remove_temp_files(self) -> None:
-        for path in self.temp_files():
-            path.unlink(missing_ok=True)
-        fsync_dir(self.root)
+    def remove_temp_files(self) -> int:
+        """Remove the leftover temporary files (never one being written); return how many."""
+        removed = 0
+        for path in self._temp_candidates():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:  # holding the lock: no writer can have this file
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(fd)
+        if removed:
+            fsync_dir(self.root)
+        return removed
+
+    def _temp_candidates(self) -> list[Path]:
+        with os.scandir(self.root) as entries:
+            return [
+                Path(entry.path)
+                for entry in entries
+                if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False)
+            ]
+
+    @staticmethod
+    def _in_use(path: Path) -> bool:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return True  # gone already: nothing left over
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we may have taken
+        return False

@@ -1,13 +1,32 @@
-"""The metadata tables. Every column is listed here; there is nothing else."""
+"""The metadata tables. Every column the server keeps is listed here; there is nothing else.
+
+Per submission: a random id, the day it arrived (a DATE, never a time), the
+padded ciphertext size, the keyring version used and a state. Per deployment:
+the highest keyring version ever accepted. No address, user agent, language,
+referrer or timestamp has a column, and tests/test_storage.py pins the exact
+set of columns in the database. `Upload` is the transient bookkeeping of a
+resumable upload (see `intake.storage.uploads`), deleted when it expires.
+
+The migrations in `migrations/versions/` are the schema's source of truth in a
+database; these models must agree with them (a test compares the two).
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, Date, Integer, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
+#: A submission's life: received, then exported in a bundle, then purged after the ack.
 STATES = ("received", "exported", "purged")
+
+#: The one row of `keyring_state`.
+KEYRING_STATE_ID = 1
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -15,25 +34,44 @@ class Base(DeclarativeBase):
 
 
 class Submission(Base):
+    """One submission's metadata; its ciphertext is the blob `<id>.age`."""
+
     __tablename__ = "submissions"
-    __table_args__ = (
-        CheckConstraint("state IN ('received', 'exported', 'purged')", name="submission_state"),
-    )
+    __table_args__ = (CheckConstraint(_in("state", STATES), name="submission_state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 128 random bits, hex
     received_on: Mapped[date] = mapped_column(Date)  # the day only, never a time
     size: Mapped[int] = mapped_column(BigInteger)  # padded ciphertext bytes
     keyring_version: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default="received")
+    state: Mapped[str] = mapped_column(String(16), default="received",
+                                       server_default="received")
+
+    @validates("received_on")
+    def _only_a_day(self, _key: str, value: date) -> date:
+        # A datetime is a date too; refuse it so that no caller believes a time is kept.
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise TypeError("received_on is a day (datetime.date), never a time")
+        return value
+
+    @validates("state")
+    def _known_state(self, _key: str, value: str) -> str:
+        if value not in STATES:
+            raise ValueError(f"a submission's state is one of {', '.join(STATES)}")
+        return value
 
 
 class KeyringState(Base):
-    """One row: the highest keyring version this deployment ever accepted."""
+    """One row (id 1): the highest keyring version this deployment ever accepted.
+
+    The server refuses a keyring with a lower version (rollback protection);
+    `intake.storage.submissions.raise_keyring_version` only ever raises it.
+    """
 
     __tablename__ = "keyring_state"
+    __table_args__ = (CheckConstraint(f"id = {KEYRING_STATE_ID}", name="keyring_state_single_row"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    highest_version: Mapped[int] = mapped_column(Integer, default=0)
+    highest_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 UPLOAD_STATES = ("open", "finishing", "finished")
@@ -47,13 +85,11 @@ class Upload(Base):
     """
 
     __tablename__ = "uploads"
-    __table_args__ = (
-        CheckConstraint("state IN ('open', 'finishing', 'finished')", name="upload_state"),
-    )
+    __table_args__ = (CheckConstraint(_in("state", UPLOAD_STATES), name="upload_state"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    received: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     keyring_version: Mapped[int] = mapped_column(Integer)
     expires_hour: Mapped[int] = mapped_column(Integer)  # hours since the epoch, UTC
-    state: Mapped[str] = mapped_column(String(16), default="open")
+    state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")

@@ -180,17 +180,36 @@ async function sendChunk(job, uploadId, offset, bytes) {
       if (attempt >= MAX_ATTEMPTS) throw error;
       self.postMessage({ type: "retrying", attempt });
       await sleep(Math.min(30000, 500 * 2 ** (attempt - 1)));
+      let status = null;
       try {
-        const status = await api(job, "GET", `/uploads/${uploadId}`);
+        status = await api(job, "GET", `/uploads/${uploadId}`);
+      } catch (statusError) {
+        if (statusError instanceof ApiError && statusError.status === 404) throw statusError;
+      }
+      if (status) {
         if (status.offset >= offset + bytes.length) return; // it did arrive
         if (status.offset < offset) throw new Error("the server lost part of the upload");
         if (status.offset > offset) {
           bytes = bytes.subarray(status.offset - offset);
           offset = status.offset;
         }
-      } catch (statusError) {
-        if (statusError instanceof ApiError && statusError.status === 404) throw statusError;
       }
+    }
+  }
+}
+
+// Finishing is idempotent on the server (a finished upload answers "stored"),
+// so a lost answer is asked again rather than the report being sent twice.
+async function finishUpload(job, uploadId) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await api(job, "POST", `/uploads/${uploadId}/finish`, "{}", "application/json");
+    } catch (error) {
+      const retryable = !(error instanceof ApiError) || error.status >= 500 ||
+        (error.status === 409 && error.body.error === "in_progress");
+      if (!retryable || attempt >= MAX_ATTEMPTS) throw error;
+      self.postMessage({ type: "retrying", attempt });
+      await sleep(Math.min(30000, 500 * 2 ** (attempt - 1)));
     }
   }
 }
@@ -280,7 +299,7 @@ async function run(job) {
     await inFlight;
     if (offset !== size) throw new Error("the ciphertext size was not the one announced");
     try {
-      await api(job, "POST", `/uploads/${created.id}/finish`, "{}", "application/json");
+      await finishUpload(job, created.id);
     } catch (error) {
       if (error instanceof ApiError && error.body.error === "keyring_changed") {
         job.keyring = error.body.keyring;

@@ -51,7 +51,7 @@
     "۰": "0", "۱": "1", "۲": "2", "۳": "3", "۴": "4", "۵": "5", "۶": "6", "۷": "7", "۸": "8", "۹": "9" };
 
   function partialDate(text) {
-    var t = text.replace(/[٠-٩۰-۹]/g, function (d) { return DIGITS[d]; }).replace(/[\u200e\u200f\u061c]/g, "").trim();
+    var t = text.replace(/[٠-٩۰-۹]/g, function (d) { return DIGITS[d]; }).replace(/[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]/g, "").trim();
     var m = t.match(/^(\d{4})(?:([-/])(\d{1,2})(?:\2(\d{1,2}))?)?$/);
     if (!m) return null;
     var year = +m[1], month = m[3] ? +m[3] : null, day = m[4] ? +m[4] : null;

@@ -1,5 +1,10 @@
 """The first schema: submissions and the keyring version floor.
 
+Only the metadata the architecture allows: per submission a random id, the day
+it arrived (a DATE), the padded ciphertext size, the keyring version and a
+state; and one row holding the highest keyring version ever accepted, starting
+at 0. Written by hand, for SQLite and PostgreSQL alike.
+
 Revision ID: 0001
 Revises:
 """
@@ -27,6 +32,7 @@ def upgrade() -> None:
         "keyring_state",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("highest_version", sa.Integer, nullable=False, server_default="0"),
+        sa.CheckConstraint("id = 1", name="keyring_state_single_row"),
     )
     op.bulk_insert(keyring_state, [{"id": 1, "highest_version": 0}])
 

@@ -1,0 +1,450 @@
+"""The report form in a real browser: Debian's Chromium, driven by Playwright,
+against a real gunicorn.
+
+With JavaScript on, the page encrypts the report in a Web Worker and uploads
+only ciphertext through /api/v1/uploads; the server must never read a byte of
+plaintext. That is checked at the server, not in the browser (Playwright does
+not expose Blob or multipart bodies): gunicorn runs under strace, recording
+every read(2)/recvfrom(2)/readv(2)/recvmsg(2) with its data, and the canary
+marker from the narrative and the files must be absent from the recording. A
+control run without JavaScript, same marker, shows it in the recording, so
+the check can fail. The other tests: the same report without JavaScript; an
+upload interrupted in two ways (a chunk request that dies in the browser, an
+answer lost after the server stored the chunk) that resumes instead of
+starting over; a lost answer to "finish" that must not file the report twice;
+a keyring rotated under the page's feet; and the fallback to the server path
+when the browser cannot encrypt. Every one checks that exactly one
+submission (one blob, one row) was filed and that it decrypts to what was typed
+and chosen, field for field and byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser_support import (
+    CHROMIUM_ARGS,
+    CHUNK_URL,
+    PAGE_RECORDER,
+    READ_TRACE,
+    STRACE_STRING_LIMIT,
+    TEXTS,
+    LossyProxy,
+    MiB,
+    Traffic,
+    assert_report,
+    chosen_file_types,
+    chunk_offsets,
+    expected_fields,
+    fill_report,
+    full_answers,
+    leftover_uploads,
+    minimal_answers,
+    open_the_one_submission,
+    random_file_with_marker,
+    recorded_fallback,
+    recorded_js_path,
+    socket_reads,
+    stored_blobs,
+    text_file_with_marker,
+    trace_lines_with,
+)
+from conftest import require_tool
+from helpers import Deployment, gunicorn, server_env
+
+from intake import schema
+from intake.config import KEYRING_CHECK_SECONDS
+from intake.crypto.envelope import decrypt_stream
+from intake.web.api import CHUNK_SIZE
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_MS = 180_000
+# One marker for the whole module: the encrypted runs and the control carry the same one.
+MARKER = f"CANARY-{secrets.token_hex(12)}"
+# Several copies, so that one always lies whole inside some read of the server.
+BIG_OFFSETS = [100, 70_000, 1_500_000, 4 * MiB - 10, 9 * MiB + 3, 17 * MiB, 20 * MiB - 200]
+UPLOADS = r"/api/v1/uploads$"
+REPORT_POST = r"/en/report$"
+STATUS = r"/api/v1/uploads/[A-Za-z0-9_-]+$"
+
+
+# -- Fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = require_tool("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """A page in a fresh context (its own cookies), closed after the test."""
+    contexts = []
+
+    def make(*, javascript: bool = True, init_script: str | None = None):
+        context = browser.new_context(java_script_enabled=javascript)
+        contexts.append(context)
+        context.set_default_timeout(60_000)
+        context.add_init_script(PAGE_RECORDER)
+        if init_script:
+            context.add_init_script(init_script)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        with contextlib.suppress(Exception):
+            context.close()
+
+
+@pytest.fixture
+def deployment(tmp_path) -> Deployment:
+    return Deployment(tmp_path / "keys").setup(recipients=2)
+
+
+@contextlib.contextmanager
+def intake_server(
+    tmp_path: Path, deployment: Deployment, *, trace: Path | None = None
+) -> Iterator[tuple[str, Path]]:
+    """gunicorn with deploy/gunicorn.conf.py; under strace recording reads if `trace`."""
+    data, tmpdir, logs = tmp_path / "var", tmp_path / "tmp", tmp_path / "logs"
+    tmpdir.mkdir(exist_ok=True)
+    prefix = [require_tool("strace"), *READ_TRACE, "-o", str(trace)] if trace else None
+    with gunicorn(server_env(data, deployment, tmpdir), logs, prefix=prefix) as base:
+        yield base, data
+
+
+# -- Steps --------------------------------------------------------------------------------------
+
+
+def diagnostics(page, traffic: Traffic) -> str:
+    def text(selector: str) -> str:
+        with contextlib.suppress(Exception):
+            return page.locator(selector).inner_text(timeout=1000)
+        return "?"
+
+    return (
+        f"url={page.url} status={text('#progress-status')!r} errors={text('#js-errors')!r} "
+        f"page errors={traffic.errors[-5:]} requests={traffic.requests[-12:]}"
+    )
+
+
+def send_and_wait_for_thanks(page, base: str, traffic: Traffic) -> None:
+    page.locator("#report-form button[type=submit]").click()
+    try:
+        page.wait_for_url(f"{base}/en/thanks", timeout=TIMEOUT_MS)
+    except Exception as exc:  # a timeout: say what the page showed
+        raise AssertionError(f"the thanks page never came: {diagnostics(page, traffic)}") from exc
+
+
+def fill_in(page, base: str, answers: dict, files: list) -> list[str]:
+    """Open the form, answer it, choose the files; the MIME types the browser gave them."""
+    page.goto(f"{base}/en/report")
+    fill_report(page, answers)
+    if files:
+        page.locator("#attachments").set_input_files([f.path for f in files])
+    return chosen_file_types(page)
+
+
+def assert_recorded_whole(trace: Path, at_least: int) -> None:
+    """The recording shows at least `at_least` bytes read off sockets, none truncated."""
+    reads = socket_reads(trace)
+    assert reads, "strace recorded no read off a socket"
+    assert max(r.size for r in reads) <= STRACE_STRING_LIMIT, "a read was cut in the recording"
+    assert sum(r.size for r in reads) >= at_least
+
+
+def decrypts_alike(blob: Path, identity, plaintext: bytes) -> bool:
+    out = io.BytesIO()
+    with blob.open("rb") as fh:
+        decrypt_stream(fh, out, [identity])
+    return out.getvalue() == plaintext
+
+
+def evidence_for(tmp_path: Path, lang: str, big_size: int = 20 * MiB):
+    files = tmp_path / "files"
+    big = random_file_with_marker(files / TEXTS[lang]["big"], big_size, MARKER, BIG_OFFSETS)
+    small = text_file_with_marker(files / TEXTS[lang]["small"], MARKER)
+    return [big, small]
+
+
+# -- The tests ----------------------------------------------------------------------------------
+
+
+def test_the_full_answers_cover_every_question():
+    asked = {name for name, f in schema.FIELDS.items() if f.kind != "files"}
+    for lang in TEXTS:
+        assert set(full_answers(lang, MARKER)) == asked
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_with_javascript_the_browser_encrypts_and_the_server_never_reads_the_marker(
+    new_page, deployment, tmp_path, lang
+):
+    answers = full_answers(lang, MARKER)
+    files = evidence_for(tmp_path, lang)
+    trace = tmp_path / "trace.txt"
+    with intake_server(tmp_path, deployment, trace=trace) as (base, data):
+        page = new_page()
+        traffic = Traffic().attach(page)
+        types = fill_in(page, base, answers, files)
+        send_and_wait_for_thanks(page, base, traffic)
+        assert recorded_js_path(page) == "encrypted"
+        assert recorded_fallback(page) is None
+    # Only the encrypted path ran: no form post, one upload, each chunk sent once, in order.
+    assert traffic.made("POST", REPORT_POST) == []
+    assert traffic.answered("POST", UPLOADS) == [201]
+    assert traffic.answered("POST", r"/finish$") == [201]
+    [blob] = stored_blobs(data)
+    offsets = chunk_offsets(traffic.made("PUT", CHUNK_URL.pattern))
+    assert offsets == list(range(0, blob.stat().st_size, CHUNK_SIZE))
+
+    opened = open_the_one_submission(data, deployment.identities[:1], tmp_path / "opened")
+    assert_report(opened, lang="en", fields=expected_fields(answers), files=files, types=types)
+    assert opened.plaintext.count(MARKER.encode()) == 1 + len(BIG_OFFSETS) + 1
+    assert decrypts_alike(blob, deployment.identities[1], opened.plaintext)
+    assert opened.row.keyring_version == deployment.current().version
+    assert leftover_uploads(data) == []
+
+    # At the server: every byte of the ciphertext went through a recorded read off the
+    # socket, none cut short in the recording...
+    assert_recorded_whole(trace, at_least=blob.stat().st_size)
+    header = "age-encryption.org/v1\\n-> X25519 "  # as strace shows it
+    assert any(header in r.shows for r in socket_reads(trace, (header,)))
+    # ...and not one read the server made, of a socket or a file, carried the marker.
+    assert trace_lines_with(trace, MARKER) == []
+
+
+def test_control_without_javascript_the_same_marker_shows_in_the_servers_reads(
+    new_page, deployment, tmp_path
+):
+    answers = full_answers("en", MARKER)
+    offsets = [100, 300_000, 700_000, MiB - 100]
+    small = random_file_with_marker(tmp_path / "files" / "evidence.bin", MiB, MARKER, offsets)
+    trace = tmp_path / "trace.txt"
+    with intake_server(tmp_path, deployment, trace=trace) as (base, data):
+        page = new_page(javascript=False)
+        traffic = Traffic().attach(page)
+        types = fill_in(page, base, answers, [small])
+        send_and_wait_for_thanks(page, base, traffic)
+    assert len(traffic.made("POST", REPORT_POST)) == 1
+    assert not [u for _, u in traffic.requests if "/api/" in u]
+    assert_recorded_whole(trace, at_least=len(small.data))
+    hits = trace_lines_with(trace, MARKER)
+    assert hits, "the marker the server read in plaintext is missing from the recording"
+    assert any(MARKER in r.shows for r in socket_reads(trace, (MARKER,))), hits
+    opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
+    assert_report(
+        opened, lang="en", fields=expected_fields(answers, crlf=True), files=[small], types=types
+    )
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_without_javascript_the_same_report_arrives_through_the_server_path(
+    new_page, deployment, tmp_path, lang
+):
+    answers = full_answers(lang, MARKER)
+    files = evidence_for(tmp_path, lang)
+    with intake_server(tmp_path, deployment) as (base, data):
+        page = new_page(javascript=False)
+        traffic = Traffic().attach(page)
+        types = fill_in(page, base, answers, files)
+        send_and_wait_for_thanks(page, base, traffic)
+    assert len(traffic.made("POST", REPORT_POST)) == 1
+    assert not [u for _, u in traffic.requests if "/api/" in u]
+    opened = open_the_one_submission(data, deployment.identities[1:], tmp_path / "opened")
+    assert_report(
+        opened, lang="en", fields=expected_fields(answers, crlf=True), files=files, types=types
+    )
+    assert decrypts_alike(opened.blob, deployment.identities[0], opened.plaintext)
+
+
+@pytest.mark.parametrize("how", ["aborted-in-the-browser", "answer-lost-after-it-was-stored"])
+def test_an_interrupted_upload_resumes_where_it_stopped_and_files_one_submission(
+    new_page, deployment, tmp_path, how
+):
+    """The third chunk fails once; the upload goes on from there, not from zero.
+
+    Either the browser's request dies before reaching the server (request
+    interception aborts it), or the server stores the chunk and its answer is
+    lost on the way back (a proxy in front of gunicorn answers 502 instead).
+    """
+    answers = minimal_answers(f"The video shows the infection {MARKER}.")
+    evidence = random_file_with_marker(
+        tmp_path / "files" / "screen recording.mp4", 3 * CHUNK_SIZE + MiB, MARKER, [5000]
+    )
+    third = 2 * CHUNK_SIZE
+    aborted: list[str] = []
+    with contextlib.ExitStack() as stack:
+        base, data = stack.enter_context(intake_server(tmp_path, deployment))
+        page = new_page()
+        traffic = Traffic().attach(page)
+        proxy = None
+        if how == "aborted-in-the-browser":
+
+            def chunk(route):
+                request = route.request
+                offset = int(CHUNK_URL.search(request.url).group(2))
+                if request.method == "PUT" and offset == third and not aborted:
+                    aborted.append(request.url)
+                    route.abort("connectionreset")
+                else:
+                    route.continue_()
+
+            page.route(CHUNK_URL, chunk)
+        else:
+            lose = re.compile(rf"^PUT /api/v1/uploads/[A-Za-z0-9_-]+\?offset={third} ")
+            proxy = LossyProxy(int(base.rsplit(":", 1)[1]), lose)
+            base = stack.enter_context(proxy.running())
+        types = fill_in(page, base, answers, [evidence])
+        send_and_wait_for_thanks(page, base, traffic)
+        assert recorded_js_path(page) == "encrypted"
+
+    puts = Counter(chunk_offsets(traffic.made("PUT", CHUNK_URL.pattern)))
+    [blob] = stored_blobs(data)
+    every_offset = list(range(0, blob.stat().st_size, CHUNK_SIZE))
+    assert len(every_offset) >= 4 and sorted(puts) == every_offset
+    # One upload, never restarted: the chunks before the failure went once only.
+    assert traffic.answered("POST", UPLOADS) == [201]
+    assert puts[0] == 1 and puts[CHUNK_SIZE] == 1
+    # The page asked the server how much had arrived before going on.
+    assert traffic.made("GET", STATUS)
+    if proxy is None:
+        assert len(aborted) == 1
+        assert puts[third] == 2  # sent again: it never reached the server
+    else:
+        assert len(proxy.lost) == 1
+        assert puts[third] == 1  # not sent again: the server said it had it
+        assert [line for line in proxy.request_lines if f"?offset={third} " in line] == proxy.lost
+        assert traffic.answered("PUT", rf"\?offset={third}$") == [502]
+    assert all(puts[o] == 1 for o in every_offset if o != third)
+
+    opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
+    assert_report(opened, lang="en", fields=expected_fields(answers), files=[evidence], types=types)
+    assert leftover_uploads(data) == []
+
+
+def test_a_lost_answer_to_finish_still_files_exactly_one_submission(
+    new_page, deployment, tmp_path
+):
+    """The server files the upload, but its answer to "finish" never reaches the browser.
+
+    Asking again is safe (a finished upload answers 200 "stored"); sending the
+    report once more, through the form, would file it twice.
+    """
+    answers = minimal_answers(f"Lost answer {MARKER}")
+    evidence = text_file_with_marker(tmp_path / "files" / "note.txt", MARKER)
+    lose = re.compile(r"^POST /api/v1/uploads/[A-Za-z0-9_-]+/finish ")
+    with intake_server(tmp_path, deployment) as (base, data):
+        proxy = LossyProxy(int(base.rsplit(":", 1)[1]), lose)
+        with proxy.running() as origin:
+            page = new_page()
+            traffic = Traffic().attach(page)
+            types = fill_in(page, origin, answers, [evidence])
+            send_and_wait_for_thanks(page, origin, traffic)
+    assert len(proxy.lost) == 1
+    assert traffic.answered("POST", r"/finish$")[0] == 502
+    blobs = stored_blobs(data)
+    resent = traffic.made("POST", REPORT_POST)
+    assert len(blobs) == 1, f"{len(blobs)} submissions filed; sent again by the form: {resent}"
+    assert resent == []
+    opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
+    assert_report(opened, lang="en", fields=expected_fields(answers), files=[evidence], types=types)
+
+
+@pytest.mark.parametrize("when", ["between-page-load-and-submit", "during-the-upload"])
+def test_a_keyring_rotated_after_the_page_loaded_still_gets_the_report_to_the_new_keyring(
+    new_page, deployment, tmp_path, when
+):
+    answers = minimal_answers(f"Rotated keys {MARKER}")
+    evidence = random_file_with_marker(
+        tmp_path / "files" / "export.eml", CHUNK_SIZE + MiB, MARKER, [42]
+    )
+    old_version = deployment.current().version
+    rotated: list[int] = []
+
+    def rotate() -> None:
+        rotated.append(deployment.rotate().version)
+        # Each gunicorn worker looks at the keyring file at most this often.
+        time.sleep(KEYRING_CHECK_SECONDS + 0.5)
+
+    with intake_server(tmp_path, deployment) as (base, data):
+        page = new_page()
+        traffic = Traffic().attach(page)
+        types = fill_in(page, base, answers, [evidence])
+        page_version = page.evaluate(
+            "JSON.parse(document.getElementById('intake-config').textContent).keyring.version"
+        )
+        assert page_version == old_version
+        if when == "between-page-load-and-submit":
+            rotate()
+        else:
+
+            def first_chunk(route):
+                if not rotated:
+                    rotate()
+                route.continue_()
+
+            page.route(CHUNK_URL, first_chunk)
+        send_and_wait_for_thanks(page, base, traffic)
+        assert recorded_js_path(page) == "encrypted"
+
+    assert len(rotated) == 1 and rotated[0] > old_version
+    assert len(deployment.identities) == 3
+    if when == "between-page-load-and-submit":
+        assert traffic.answered("POST", UPLOADS) == [409, 201]  # keyring_changed, then anew
+        assert traffic.answered("POST", r"/finish$") == [201]
+    else:
+        assert traffic.answered("POST", UPLOADS) == [201, 201]
+        assert traffic.answered("POST", r"/finish$") == [409, 201]
+    assert traffic.made("POST", REPORT_POST) == []
+
+    # Exactly one submission, and the newest reviewer alone can open it.
+    opened = open_the_one_submission(data, deployment.identities[-1:], tmp_path / "opened")
+    assert opened.row.keyring_version == rotated[0]
+    assert_report(opened, lang="en", fields=expected_fields(answers), files=[evidence], types=types)
+    assert decrypts_alike(opened.blob, deployment.identities[0], opened.plaintext)
+    assert leftover_uploads(data) == []
+
+
+@pytest.mark.parametrize("broken", ["no-web-worker", "worker-script-fails-to-load"])
+def test_a_browser_that_cannot_encrypt_says_so_and_sends_through_the_server_path(
+    new_page, deployment, tmp_path, broken
+):
+    answers = minimal_answers(f"Sent the standard way {MARKER}\nsecond line")
+    evidence = text_file_with_marker(tmp_path / "files" / "screenshot.txt", MARKER)
+    with intake_server(tmp_path, deployment) as (base, data):
+        if broken == "no-web-worker":
+            page = new_page(init_script="delete window.Worker;")
+        else:
+            page = new_page()
+            page.route("**/static/js/encrypt-worker.js", lambda route: route.abort())
+        traffic = Traffic().attach(page)
+        types = fill_in(page, base, answers, [evidence])
+        if broken == "no-web-worker":  # known before anything is typed: say so at once
+            assert page.locator("#js-fallback").is_visible()
+        send_and_wait_for_thanks(page, base, traffic)
+        fallback = recorded_fallback(page)
+    assert fallback, "#js-fallback was never shown"
+    assert len(traffic.made("POST", REPORT_POST)) == 1
+    assert not [u for _, u in traffic.requests if "/api/" in u]  # nothing went to the API
+    opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
+    assert_report(
+        opened, lang="en", fields=expected_fields(answers, crlf=True), files=[evidence],
+        types=types,
+    )
