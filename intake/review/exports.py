@@ -350,10 +350,8 @@ def _in_language(lang: str) -> Iterator[None]:
 
 def _months(cases: Sequence[Case]) -> list[tuple[str, int]]:
     """(YYYY-MM, count), oldest first, empty months included; odd days last, as they are."""
-    counts = Counter(
-        case.received_on[:7] if _MONTH.match(case.received_on) else visible(case.received_on)
-        for case in cases
-    )
+    days = [str(case.received_on) for case in cases]
+    counts = Counter(day[:7] if _MONTH.match(day) else visible(day) for day in days)
     months = sorted(m for m in counts if _MONTH.fullmatch(m))
     odd = sorted(m for m in counts if not _MONTH.fullmatch(m))
     if months:
