@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import io
 import json
 import tarfile
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
 from intake.config import Settings
 from intake.errors import IntakeError
@@ -29,6 +28,7 @@ from intake.fsutil import atomic_writer
 from intake.storage import db
 from intake.storage.blobs import BlobStore
 from intake.storage.models import Submission
+from intake.storage.submissions import listable_submissions
 from intake.transfer.bundle import EXPORT_FORMAT, member_name, parse_ack
 
 Progress = Callable[[int, int], None]
@@ -56,14 +56,6 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _bundle_path(out_dir: Path) -> Path:
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     n = 1
@@ -83,15 +75,7 @@ def export_bundle(
     try:
         with export_lock(settings.data_dir):
             with sessions() as session:
-                rows = [
-                    r
-                    for r in session.scalars(
-                        select(Submission)
-                        .where(Submission.state == "received")
-                        .order_by(Submission.id)
-                    )
-                    if store.exists(r.id)
-                ]
+                rows = [r for r in listable_submissions(session, store) if r.state == "received"]
             if not rows:
                 return None
             entries = [
@@ -99,7 +83,7 @@ def export_bundle(
                     "id": r.id,
                     "received_on": r.received_on.isoformat(),
                     "size": store.size(r.id),
-                    "sha256": _sha256(store.path(r.id)),
+                    "sha256": store.sha256(r.id),
                     "keyring_version": r.keyring_version,
                 }
                 for r in rows
@@ -161,7 +145,7 @@ def purge(settings: Settings, ack_path: Path) -> PurgeResult:
                 result.kept.append((entry["id"], "not exported yet; it is never deleted"))
             elif not store.exists(row.id):
                 result.kept.append((entry["id"], "its blob is missing on the server"))
-            elif _sha256(store.path(row.id)) != entry["sha256"]:
+            elif store.sha256(row.id) != entry["sha256"]:
                 result.kept.append((entry["id"], "the hash does not match the server's copy"))
             else:
                 store.delete(row.id)
