@@ -143,9 +143,11 @@ def wait_for_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}")
         try:
-            requests.get(url, timeout=2)
+            # The first answer can be slow (a worker still importing, or a
+            # server running under strace): a read timeout means "not yet".
+            requests.get(url, timeout=(2, 10))
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"nothing answered at {url}")
 
