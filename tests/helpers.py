@@ -167,6 +167,12 @@ def server_env(
     return env
 
 
+class ServerURL(str):
+    """A running server's base URL, which also knows the process that was started."""
+
+    pid: int
+
+
 @contextlib.contextmanager
 def gunicorn(
     env: dict[str, str],
@@ -175,7 +181,7 @@ def gunicorn(
     prefix: list[str] | None = None,
     app: str | None = None,
     workers: int = 2,
-) -> Iterator[str]:
+) -> Iterator[ServerURL]:
     """A real gunicorn with deploy/gunicorn.conf.py on a free loopback port."""
     port = free_port()
     cmd = [
@@ -197,7 +203,9 @@ def gunicorn(
         )
         try:
             wait_for_http(f"http://127.0.0.1:{port}/", proc=proc, timeout=60)
-            yield f"http://127.0.0.1:{port}"
+            url = ServerURL(f"http://127.0.0.1:{port}")
+            url.pid = proc.pid  # gunicorn's master, or the prefix (strace) that runs it
+            yield url
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -7,6 +7,10 @@ left in a free page of a seized disk); on PostgreSQL a pre-ping, so a restarted
 server costs no request. Bound parameters are hidden from log lines and error
 messages on both, so an id or a day never reaches a log through an exception.
 
+`advisory_lock` serialises admin commands across every host that shares one
+PostgreSQL database (on SQLite, which lives on one host, the caller's file
+lock is enough).
+
 `upgrade` runs the Alembic migrations in `migrations/` to head from code: no
 alembic.ini and no logging configuration (Alembic's usual `fileConfig` is
 never called, and nothing here echoes SQL).
@@ -14,13 +18,15 @@ never called, and nothing here echoes SQL).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
@@ -95,3 +101,33 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+#: Keys of the PostgreSQL advisory locks the intake takes (one namespace per use).
+EXPORT_LOCK = 0x696E74616B6501
+
+
+class LockBusy(Exception):
+    """Another process holds the lock."""
+
+
+@contextlib.contextmanager
+def advisory_lock(engine: Engine, key: int) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock `key`, or raise LockBusy at once.
+
+    The lock lives as long as the connection: if the holder dies, PostgreSQL
+    releases it, so a crashed export never blocks the next. A no-op on SQLite.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})
+        if not got.scalar():
+            raise LockBusy()
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()

@@ -2,10 +2,12 @@
 
 Export writes one bundle of everything received and not yet exported; rows
 are marked exported only after the bundle is completely written, fsynced and
-renamed into place. Two exports at once cannot take the same submissions: a
-lock file in the data directory serialises them on one host, and the rows
-move from received to exported in one conditional UPDATE. Purge deletes only
-what was exported and acknowledged with the matching hash.
+renamed into place. Two exports (or purges) at once cannot take the same
+submissions: a lock file in the data directory serialises them on one host, a
+PostgreSQL advisory lock across every host that shares the database (several
+application servers, two admins), and the rows move from received to exported
+in one conditional UPDATE. Purge deletes only what was exported and
+acknowledged with the matching hash.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, update
+from sqlalchemy import Engine, delete, update
+from sqlalchemy.orm import sessionmaker
 
 from intake.config import Settings
 from intake.errors import IntakeError
@@ -34,16 +37,23 @@ from intake.transfer.bundle import EXPORT_FORMAT, member_name, parse_ack
 Progress = Callable[[int, int], None]
 
 
+BUSY = "Another export or purge is running; wait for it to finish, then run this again."
+
+
 @contextlib.contextmanager
-def export_lock(data_dir: Path) -> Iterator[None]:
+def export_lock(data_dir: Path, engine: Engine) -> Iterator[None]:
+    """One export or purge at a time: on this host (a file lock) and on the database."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(data_dir / ".export.lock", "a+b") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IntakeError("Another export is running; wait for it to finish.") from None
+            raise IntakeError(BUSY) from None
         try:
-            yield
+            with db.advisory_lock(engine, db.EXPORT_LOCK):
+                yield
+        except db.LockBusy:
+            raise IntakeError(BUSY) from None
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
@@ -73,7 +83,7 @@ def export_bundle(
     sessions = db.make_session_factory(engine)
     store = BlobStore(settings.blob_dir)
     try:
-        with export_lock(settings.data_dir):
+        with export_lock(settings.data_dir, engine):
             with sessions() as session:
                 rows = [r for r in listable_submissions(session, store) if r.state == "received"]
             if not rows:
@@ -136,26 +146,33 @@ def purge(settings: Settings, ack_path: Path) -> PurgeResult:
     store = BlobStore(settings.blob_dir)
     result = PurgeResult()
     try:
-        for entry in entries:
-            with sessions() as session:
-                row = session.get(Submission, entry["id"])
-            if row is None:
-                result.kept.append((entry["id"], "unknown here: never exported, or already purged"))
-            elif row.state != "exported":
-                result.kept.append((entry["id"], "not exported yet; it is never deleted"))
-            elif not store.exists(row.id):
-                result.kept.append((entry["id"], "its blob is missing on the server"))
-            elif store.sha256(row.id) != entry["sha256"]:
-                result.kept.append((entry["id"], "the hash does not match the server's copy"))
-            else:
-                store.delete(row.id)
-                with sessions() as session, session.begin():
-                    session.execute(
-                        delete(Submission).where(
-                            Submission.id == row.id, Submission.state == "exported"
-                        )
-                    )
-                result.deleted.append(row.id)
+        with export_lock(settings.data_dir, engine):
+            _purge_entries(entries, sessions, store, result)
     finally:
         engine.dispose()
     return result
+
+
+def _purge_entries(
+    entries: list[dict], sessions: sessionmaker, store: BlobStore, result: PurgeResult
+) -> None:
+    for entry in entries:
+        with sessions() as session:
+            row = session.get(Submission, entry["id"])
+        if row is None:
+            result.kept.append((entry["id"], "unknown here: never exported, or already purged"))
+        elif row.state != "exported":
+            result.kept.append((entry["id"], "not exported yet; it is never deleted"))
+        elif not store.exists(row.id):
+            result.kept.append((entry["id"], "its blob is missing on the server"))
+        elif store.sha256(row.id) != entry["sha256"]:
+            result.kept.append((entry["id"], "the hash does not match the server's copy"))
+        else:
+            store.delete(row.id)
+            with sessions() as session, session.begin():
+                session.execute(
+                    delete(Submission).where(
+                        Submission.id == row.id, Submission.state == "exported"
+                    )
+                )
+            result.deleted.append(row.id)
