@@ -33,7 +33,7 @@ from sqlalchemy import Date, delete, event, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from intake.errors import IntakeError
+from intake.errors import IntakeError, StorageFull
 from intake.storage import db
 from intake.storage.blobs import BlobStore, check_id
 from intake.storage.models import Base, KeyringState, Submission
@@ -476,6 +476,33 @@ def test_a_duplicate_id_deletes_the_new_blob_and_quotes_nothing(factory, store):
     assert duplicate not in str(raised.value) and "2026" not in str(raised.value)
     assert raised.value.__context__ is None and raised.value.__cause__ is None
     assert isinstance(raised.value, IntakeError)
+
+
+def test_a_database_out_of_space_is_storage_full_and_keeps_no_blob(tmp_path, store):
+    """SQLite's real SQLITE_FULL (a page limit stands in for a full disk) reads as "full"."""
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _cap(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
+
+    factory = db.make_session_factory(engine)
+    full = 0
+    for _ in range(200):
+        submission_id = write_blob(store, os.urandom(64), DAY)
+        try:
+            record_submission(factory, store, submission_id=submission_id, day=DAY,
+                              keyring_version=1)
+        except StorageFull as exc:
+            assert isinstance(exc, IntakeError) and "out of space" in str(exc)
+            assert not store.exists(submission_id)
+            full += 1
+            break
+    engine.dispose()
+    assert full == 1, "the page limit never filled the database"
 
 
 def _drop_the_table(factory: sessionmaker) -> sessionmaker:

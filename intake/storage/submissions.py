@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.errors import IntakeError
+from intake.errors import IntakeError, StorageFull, is_storage_full
 from intake.storage.blobs import BlobStore, check_id
 from intake.storage.models import KEYRING_STATE_ID, KeyringState, Submission
 
@@ -70,6 +70,8 @@ def record_submission(
             session.add(row)
     except DBAPIError as exc:
         store.delete(submission_id)
+        if is_storage_full(exc):
+            raise StorageFull("The database is out of space.") from None
         reason = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
     except BaseException:
         store.delete(submission_id)

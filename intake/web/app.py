@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, redirect, render_template, request, url_for
+from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import Babel
 from flask_babel import gettext as _
 from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from intake.config import QUICK_EXIT_URL, Settings, load_secret_key
-from intake.errors import IntakeError
+from intake.errors import IntakeError, is_storage_full
 from intake.storage import db
 from intake.storage.blobs import BlobStore
 from intake.storage.submissions import find_orphans, highest_keyring_version, raise_keyring_version
@@ -118,7 +118,9 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         return render_template("error.html", **_http_error_text(exc)), exc.code or 500
 
     @app.errorhandler(Exception)
-    def internal_error(exc: Exception) -> tuple[str, int]:
+    def internal_error(exc: Exception) -> tuple[Any, int]:
+        if is_storage_full(exc):
+            return storage_full()
         app.logger.error(
             "internal error while serving %s: %s", request.endpoint, type(exc).__name__
         )
@@ -129,6 +131,23 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         ), 500
 
     return app
+
+
+def storage_full() -> tuple[Any, int]:
+    """507 for a report that found no room: on disk (spool, blob, upload) or in the database.
+
+    Whatever was written is gone already (the spool has no name, the blob
+    writer removes its temporary file, an upload keeps what it had), so the
+    source can send again once an admin has freed space.
+    """
+    admin_log.error("out of space in the data directory or the database: a report was refused")
+    message = _(
+        "The server has no room for this report right now. Nothing was stored. "
+        "Please try again later, or send a shorter report without large files."
+    )
+    if request.path.startswith("/api/"):
+        return jsonify(error="storage_full", message=message), 507
+    return render_template("error.html", title=_("The intake is full"), message=message), 507
 
 
 def _http_error_text(exc: HTTPException) -> dict[str, str]:

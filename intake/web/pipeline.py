@@ -9,7 +9,6 @@ an orphan blob that start-up reports, never a row without its blob.
 
 from __future__ import annotations
 
-import errno
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,15 +20,11 @@ from intake.crypto import keyring as kr
 from intake.crypto.container import Attachment, ContainerReader
 from intake.crypto.envelope import encrypt_stream
 from intake.crypto.spool import EncryptedSpool
-from intake.errors import IntakeError
+from intake.errors import StorageFull, is_storage_full
 from intake.storage.blobs import BlobStore
 from intake.storage.submissions import new_submission_id, record_submission
 
 _MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
-
-
-class StorageFull(IntakeError):
-    """The data directory has no room for this submission."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,7 @@ def store_report(
         with store.writer(submission_id, day) as out:
             encrypt_stream(container, out, keyring.active_recipients())
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_storage_full(exc):
             raise StorageFull("The server is out of space.") from None
         raise
     record_submission(

@@ -30,7 +30,7 @@ from intake.web.api import keyring_document
 from intake.web.forms import ReportForm, report_fields
 from intake.web.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from intake.web.keyring_state import IntakeClosed
-from intake.web.pipeline import StorageFull, Upload, store_report
+from intake.web.pipeline import Upload, store_report
 
 bp = Blueprint("report", __name__, url_prefix="/<lang>")
 
@@ -177,24 +177,15 @@ def submit() -> Any:
                 "Check it below, then send again."
             ),
         )
-    try:
-        store_report(
-            lang=g.lang,
-            fields=report_fields(form),
-            uploads=uploads,
-            keyring=keyring,
-            store=current_app.extensions["intake"].store,
-            session_factory=current_app.extensions["intake"].session_factory,
-        )
-    except StorageFull:
-        return render_template(
-            "error.html",
-            title=_("The intake is full"),
-            message=_(
-                "The server has no room for this report right now. Nothing was stored. "
-                "Please try again later, or send a shorter report without large files."
-            ),
-        ), 507
+    # A full disk raises StorageFull: the app answers 507 "the intake is full".
+    store_report(
+        lang=g.lang,
+        fields=report_fields(form),
+        uploads=uploads,
+        keyring=keyring,
+        store=current_app.extensions["intake"].store,
+        session_factory=current_app.extensions["intake"].session_factory,
+    )
     return redirect(url_for("report.thanks"), code=303)
 
 
