@@ -24,6 +24,10 @@ timeout = 120
 graceful_timeout = 30
 keepalive = 5
 
+# gunicorn 25+ opens a control socket in $HOME by default: nothing here uses it,
+# and every instance on a host would share the one path.
+control_socket_disable = True
+
 # Request-line and header limits: a form needs little; hostile headers get a 400.
 limit_request_line = 4094
 limit_request_fields = 50
