@@ -212,3 +212,32 @@ def test_expired_uploads_are_deleted_without_a_cron_job(client, deployment, sett
     call(client, "GET", "/api/v1/keyring")  # any API call runs the cleanup now and then
     assert list(settings.upload_dir.iterdir()) == []
     assert call(client, "GET", f"/api/v1/uploads/{upload_id}").status_code == 404
+
+
+@pytest.mark.parametrize("offset", ["", " 0", "0_0", "٠", "-1", "1e3", "0x0", "9" * 16])
+def test_an_offset_is_plain_ascii_digits_or_400(client, deployment, offset):
+    upload_id = create(client, 1000, deployment.current().version).json["id"]
+    response = call(client, "PUT", f"/api/v1/uploads/{upload_id}?offset={offset}", data=b"x",
+                    content_type="application/octet-stream")
+    assert response.status_code == 400 and response.json["error"] == "bad_offset"
+
+
+def test_a_chunk_without_a_length_is_411(client, deployment):
+    upload_id = create(client, 1000, deployment.current().version).json["id"]
+    # Chunked transfer encoding: no Content-Length.
+    response = call(client, "PUT", f"/api/v1/uploads/{upload_id}?offset=0",
+                    input_stream=io.BytesIO(b"x"), content_type="application/octet-stream",
+                    headers={"X-CSRFToken": client.csrf, "Transfer-Encoding": "chunked"},
+                    environ_base={"wsgi.input_terminated": True})
+    assert response.status_code == 411 and response.json["error"] == "length_required"
+
+
+@pytest.mark.parametrize(("method", "url", "status"), [
+    ("GET", "/api/v1/nothing-here", 404),
+    ("DELETE", "/api/v1/uploads", 405),
+    ("GET", "/api/v1/uploads/x/finish", 405),
+])
+def test_routing_errors_under_the_api_answer_json(client, method, url, status):
+    response = call(client, method, url)
+    assert response.status_code == status
+    assert response.is_json and set(response.json) == {"error", "message"}

@@ -25,7 +25,7 @@ from sqlalchemy.orm import sessionmaker
 
 from intake.storage.models import Upload
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{32}")
 DEFAULT_TTL_HOURS = 24
 
 
@@ -51,7 +51,7 @@ class UploadStore:
         self.ttl_hours = ttl_hours
 
     def path(self, upload_id: str) -> Path:
-        if not _ID.match(upload_id):
+        if not _ID.fullmatch(upload_id):
             raise UploadGone()
         return self.root / f"{upload_id}.part"
 

@@ -13,6 +13,7 @@ in the ``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -35,6 +36,9 @@ MAX_PENDING_UPLOADS = 500
 CLEANUP_EVERY_SECONDS = 300
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+#: This API described in OpenAPI 3.1 (tests/test_openapi.py keeps it in step with the routes).
+OPENAPI = Path(__file__).with_name("openapi.json")
 
 
 class ApiError(Exception):
@@ -117,6 +121,11 @@ def _stale(keyring: kr.Keyring) -> ApiError:
                     keyring=keyring_document(keyring))
 
 
+@bp.get("/openapi.json")
+def openapi():
+    return current_app.response_class(OPENAPI.read_bytes(), mimetype="application/json")
+
+
 @bp.get("/keyring")
 def get_keyring():
     return jsonify(keyring_document(_keyring()))
@@ -159,12 +168,15 @@ def upload_status(upload_id: str):
 @bp.put("/uploads/<upload_id>")
 def put_chunk(upload_id: str):
     upload = _upload(upload_id)
-    try:
-        offset = int(request.args.get("offset", ""))
-    except ValueError:
-        raise ApiError(400, "bad_offset", "Say where the chunk starts: ?offset=N.") from None
+    raw_offset = request.args.get("offset", "")
+    # ASCII digits only: int() would also take " 7", "1_0" and other scripts' digits.
+    if not (raw_offset.isascii() and raw_offset.isdigit()) or len(raw_offset) > 15:
+        raise ApiError(400, "bad_offset", "Say where the chunk starts: ?offset=N.")
+    offset = int(raw_offset)
     length = request.content_length
-    if length is None or length > MAX_CHUNK:
+    if length is None:
+        raise ApiError(411, "length_required", "Send each chunk with its Content-Length.")
+    if length > MAX_CHUNK:
         raise ApiError(413, "chunk_too_large", f"Send chunks of at most {MAX_CHUNK} bytes.")
     data = request.get_data(cache=False)
     if len(data) != length:

@@ -114,7 +114,11 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         return response
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int]:
+    def http_error(exc: HTTPException) -> tuple[Any, int]:
+        # Routing errors (an unknown path, a wrong method) never reach the API
+        # blueprint's own handler: answer them in the API's JSON all the same.
+        if request.path.startswith(api.bp.url_prefix + "/"):
+            return api.http_error(exc)
         return render_template("error.html", **_http_error_text(exc)), exc.code or 500
 
     @app.errorhandler(Exception)
@@ -124,6 +128,9 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         app.logger.error(
             "internal error while serving %s: %s", request.endpoint, type(exc).__name__
         )
+        if request.path.startswith(api.bp.url_prefix + "/"):
+            return jsonify(error="internal",
+                           message="Nothing was stored. Please try again in a few minutes."), 500
         return render_template(
             "error.html",
             title=_("Something went wrong"),

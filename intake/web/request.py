@@ -5,6 +5,11 @@ Werkzeug spools file parts of a multipart body to temporary files.
 size, and remembers every spool it made so that all are closed (and so freed)
 when the request ends, on success, on error and on a client that disconnects
 half-way. Text parts stay in memory, bounded by `max_form_memory_size`.
+
+Werkzeug applies neither bound to an url-encoded body (it reads the whole
+body at once, up to the request limit of hundreds of MiB); the intake's form
+never sends one that large, so such a body is refused over
+`max_form_memory_size` bytes or `max_form_parts` fields, and without a length.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from typing import IO, Any
 
 from flask import Request, current_app
+from werkzeug.exceptions import LengthRequired, RequestEntityTooLarge
 
 from intake.crypto.spool import EncryptedSpool
 from intake.limits import MAX_ATTACHMENTS
@@ -39,12 +45,21 @@ class IntakeRequest(Request):
     ) -> IO[bytes]:
         if len(self.spools) >= MAX_ATTACHMENTS + 5:
             # Far more file parts than the form offers: refuse before spooling more.
-            from werkzeug.exceptions import RequestEntityTooLarge
-
             raise RequestEntityTooLarge()
         spool = EncryptedSpool(current_app.config["INTAKE_SETTINGS"].spool_dir)
         self.spools.append(spool)
         return spool  # type: ignore[return-value]
+
+    def _load_form_data(self) -> None:
+        if "form" in self.__dict__ or self.mimetype != "application/x-www-form-urlencoded":
+            return super()._load_form_data()
+        if self.content_length is None:
+            raise LengthRequired()
+        if self.content_length > self.max_form_memory_size:
+            raise RequestEntityTooLarge()
+        super()._load_form_data()
+        if len(self.form) > self.max_form_parts:
+            raise RequestEntityTooLarge()
 
     def close(self) -> None:
         try:
