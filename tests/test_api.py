@@ -241,3 +241,60 @@ def test_routing_errors_under_the_api_answer_json(client, method, url, status):
     response = call(client, method, url)
     assert response.status_code == status
     assert response.is_json and set(response.json) == {"error", "message"}
+
+
+# -- a finish interrupted by a crash ----------------------------------------------------------
+# A worker killed while filing leaves the upload "finishing" and no lock (the kernel drops
+# a dead process's flock). Each stage it can die in is rebuilt here by hand.
+
+
+def _interrupted(client, deployment, settings, stage: str) -> tuple[str, bytes, str | None]:
+    from datetime import UTC, datetime
+
+    from intake.storage.blobs import BlobStore
+    from intake.storage.submissions import new_submission_id, record_submission
+    from intake.storage.uploads import UploadStore
+
+    ciphertext = age_encrypt(deployment, b"filed once")
+    upload_id = upload_all(client, deployment, ciphertext)
+    factory = db.make_session_factory(db.make_engine(settings.database_url))
+    uploads, store = UploadStore(settings.upload_dir, factory), BlobStore(settings.blob_dir)
+    uploads.set_state(upload_id, "finishing")  # claimed, then the worker died
+    submission_id = None
+    if stage in ("linked", "recorded"):
+        submission_id = new_submission_id()
+        store.adopt(uploads.path(upload_id), submission_id, datetime.now(UTC).date())
+    if stage == "recorded":
+        record_submission(factory, store, submission_id=submission_id,
+                          day=datetime.now(UTC).date(), keyring_version=deployment.current().version)
+    return upload_id, ciphertext, submission_id
+
+
+@pytest.mark.parametrize("stage", ["claimed", "linked", "recorded"])
+def test_a_finish_interrupted_at_any_stage_is_completed_once_by_the_next(
+    client, deployment, settings, stage
+):
+    upload_id, ciphertext, submission_id = _interrupted(client, deployment, settings, stage)
+    response = call(client, "POST", f"/api/v1/uploads/{upload_id}/finish")
+    assert response.status_code == 201, response.json
+    [blob] = stored(settings)
+    [row] = rows(settings)
+    assert blob.read_bytes() == ciphertext and row.id == blob.stem
+    if submission_id is not None:
+        assert row.id == submission_id  # the blob already made was completed, not a second one
+    assert list(settings.upload_dir.iterdir()) == []
+    assert call(client, "POST", f"/api/v1/uploads/{upload_id}/finish").status_code == 200
+
+
+def test_a_finish_still_running_elsewhere_is_not_taken_over(client, deployment, settings):
+    from intake.storage.uploads import UploadStore
+
+    upload_id = upload_all(client, deployment, age_encrypt(deployment, b"report"))
+    uploads = UploadStore(settings.upload_dir,
+                          db.make_session_factory(db.make_engine(settings.database_url)))
+    with uploads.claim(upload_id) as held:  # another live request, filing it right now
+        assert held is not None
+        response = call(client, "POST", f"/api/v1/uploads/{upload_id}/finish")
+        assert response.status_code == 409 and response.json["error"] == "in_progress"
+    assert stored(settings) == []
+    assert call(client, "POST", f"/api/v1/uploads/{upload_id}/finish").status_code == 201

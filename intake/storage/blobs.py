@@ -156,6 +156,19 @@ class BlobStore:
             raise _exists_error() from None
         fsync_dir(self.root)
 
+    def linked_to(self, status: os.stat_result) -> str | None:
+        """The id of the blob that is a hard link of the file with `status`, if any."""
+        if status.st_nlink < 2:
+            return None
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                match = _BLOB_NAME.fullmatch(entry.name)
+                if match and entry.is_file(follow_symlinks=False):
+                    found = entry.stat(follow_symlinks=False)
+                    if (found.st_ino, found.st_dev) == (status.st_ino, status.st_dev):
+                        return match.group(1)
+        return None
+
     def exists(self, submission_id: str) -> bool:
         try:
             return stat.S_ISREG(os.lstat(self.path(submission_id)).st_mode)

@@ -3,20 +3,26 @@
 An upload is a file ``<root>/<id>.part`` and a row. Chunks may come in any
 number of tries: each is written at its offset, which must not leave a gap
 after what has arrived; a chunk sent again simply rewrites the same bytes.
-`begin_finish` moves an upload from "open" to "finishing" in one conditional
-UPDATE, so that two concurrent finish requests cannot both file it; a
-finished upload keeps its row (no link to the submission) until it expires,
-so a retried finish is answered without filing twice. `cleanup` deletes
+`claim` gives one finish request at a time the right to file an upload: an
+exclusive flock on its part file (which the kernel releases if the process
+dies) and the state "finishing". A finish that was interrupted (the worker
+killed half-way) therefore never blocks the upload: the next finish request
+takes the lock over and, if the part file was already linked into the blob
+store, completes that submission instead of filing a second one. A finished
+upload keeps its row (no link to the submission) until it expires, so a
+retried finish is answered without filing twice. `cleanup` deletes
 expired uploads and runs from the request path, without a cron job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,14 +109,33 @@ class UploadStore:
             )
         return max(upload.received, end)
 
-    def begin_finish(self, upload_id: str) -> bool:
-        """Claim the upload for filing; False if another request has it or it is done."""
-        with self._sessions() as session, session.begin():
-            claimed = session.execute(
-                update(Upload).where(Upload.id == upload_id, Upload.state == "open")
-                .values(state="finishing")
-            ).rowcount
-        return claimed == 1
+    @contextlib.contextmanager
+    def claim(self, upload_id: str) -> Iterator[os.stat_result | None]:
+        """Hold the right to file this upload, or yield None if a live request holds it.
+
+        Yields the part file's status (its link count tells whether an earlier,
+        interrupted finish already linked it into the blob store). The lock
+        is released when the block ends, or by the kernel if the process dies.
+        """
+        try:
+            fd = os.open(self.path(upload_id), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise UploadGone() from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield None
+                return
+            with self._sessions() as session, session.begin():
+                claimed = session.execute(
+                    update(Upload)
+                    .where(Upload.id == upload_id, Upload.state.in_(("open", "finishing")))
+                    .values(state="finishing")
+                ).rowcount
+            yield os.fstat(fd) if claimed == 1 else None
+        finally:
+            os.close(fd)
 
     def set_state(self, upload_id: str, state: str) -> None:
         with self._sessions() as session, session.begin():

@@ -12,7 +12,9 @@ in the ``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from intake.crypto import keyring as kr
 from intake.crypto.header import check_client_header
 from intake.errors import EnvelopeError
 from intake.limits import MAX_AGE_HEADER, MiB
+from intake.storage.models import Submission
 from intake.storage.submissions import new_submission_id, record_submission
 from intake.storage.uploads import OffsetMismatch, UploadGone
 from intake.web.keyring_state import IntakeClosed
@@ -202,18 +205,33 @@ def finish(upload_id: str):
     if upload.received != upload.size:
         raise ApiError(409, "incomplete", "Part of the upload is missing; resume it.",
                        offset=upload.received)
+    with state.uploads.claim(upload_id) as part:
+        if part is None:
+            raise ApiError(409, "in_progress", "This upload is being filed; ask again in a moment.")
+        earlier = state.store.linked_to(part)
+        if earlier is not None:
+            # A finish was interrupted after the part file became a blob: complete
+            # that submission rather than file the same ciphertext twice.
+            _complete(upload_id, earlier, upload.keyring_version)
+            return jsonify(status="stored"), 201
+        _file(upload_id, upload.size)
+    return jsonify(status="stored"), 201
+
+
+def _file(upload_id: str, size: int) -> None:
+    """Check the finished upload and file it as a new submission (the claim is held)."""
+    state = _state()
     keyring = _keyring()
+    upload = _upload(upload_id)
     if keyring.version != upload.keyring_version:
         state.uploads.discard(upload_id)
         raise _stale(keyring)
-    if not state.uploads.begin_finish(upload_id):
-        raise ApiError(409, "in_progress", "This upload is being filed; ask again in a moment.")
     path = state.uploads.path(upload_id)
     try:
         with path.open("rb") as fh:
             prefix = fh.read(MAX_AGE_HEADER + 1)
         check_client_header(prefix, expected_recipients=len(keyring.active_recipients()),
-                            total_size=upload.size)
+                            total_size=size)
     except EnvelopeError as exc:
         state.uploads.discard(upload_id)
         raise ApiError(422, "bad_ciphertext", str(exc)) from None
@@ -228,4 +246,19 @@ def finish(upload_id: str):
         raise
     state.uploads.set_state(upload_id, "finished")
     path.unlink(missing_ok=True)
-    return jsonify(status="stored"), 201
+
+
+def _complete(upload_id: str, submission_id: str, keyring_version: int) -> None:
+    """Finish what an interrupted finish began: its blob exists, its row may not."""
+    state = _state()
+    with state.session_factory() as session:
+        recorded = session.get(Submission, submission_id) is not None
+    if not recorded:
+        blob_day = datetime.fromtimestamp(
+            os.stat(state.store.path(submission_id)).st_mtime, UTC
+        ).date()
+        record_submission(state.session_factory, state.store, submission_id=submission_id,
+                          day=blob_day, keyring_version=keyring_version)
+    state.uploads.set_state(upload_id, "finished")
+    state.uploads.path(upload_id).unlink(missing_ok=True)
+
