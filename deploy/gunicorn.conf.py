@@ -15,11 +15,14 @@ from gunicorn import glogging
 wsgi_app = "intake:create_app()"
 bind = os.environ.get("INTAKE_BIND", "127.0.0.1:8000")
 
-# Threads keep a slow Tor upload from holding a whole process; two cores give
-# three processes of four threads.
+# Threads keep a slow Tor upload from holding a whole process. Every request
+# in progress holds a thread until its body has arrived (nginx streams bodies
+# through, so a source on a slow circuit holds one for minutes): 16 threads
+# per process keep a few dozen slow uploads, or a slow-client attack of that
+# size, from shutting out everyone else. Two cores give three processes.
 worker_class = "gthread"
 workers = int(os.environ.get("INTAKE_WORKERS", multiprocessing.cpu_count() + 1))
-threads = int(os.environ.get("INTAKE_THREADS", 4))
+threads = int(os.environ.get("INTAKE_THREADS", 16))
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

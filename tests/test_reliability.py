@@ -383,3 +383,41 @@ def test_fifty_clients_and_a_thousand_reports_lose_nothing(tmp_path):
     assert stored == sorted(marker for marker, _ in results), "lost or duplicated"
     assert not leftover_files(server.data)
     assert_no_plaintext_at_rest(server, nojs_markers[:20])
+
+
+# -- slow sources ------------------------------------------------------------------------------
+
+
+def test_twenty_stalled_uploads_do_not_shut_out_the_next_source(tmp_path):
+    """On Tor a body can take minutes; stalled ones must not take every thread.
+
+    With the deploy config's threads (16 per process) this passes; with 4 per
+    process, the next source is not answered (checked when the default was raised).
+    """
+    import socket
+
+    stalled = []
+    with running(tmp_path, workers=2, trace=False) as server:
+        host, port = server.base.removeprefix("http://").split(":")
+        session = requests.Session()
+        tokens = form_tokens(session.get(f"{server.base}/en/report", timeout=30).text)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        try:
+            for _ in range(20):
+                s = socket.create_connection((host, int(port)), timeout=10)
+                s.sendall((
+                    "POST /en/report HTTP/1.1\r\nHost: x\r\n"
+                    f"Cookie: {cookie}\r\nX-CSRFToken: {tokens['csrf_token']}\r\n"
+                    "Content-Type: multipart/form-data; boundary=b\r\n"
+                    "Content-Length: 1000000\r\n\r\n--b\r\n"
+                ).encode() + b"x" * 1000)
+                stalled.append(s)
+            time.sleep(1)
+            started = time.monotonic()
+            answer = nojs_submit(server.base, "NEXT")
+            waited = time.monotonic() - started
+            assert answer.status_code == 303
+            assert waited < 10, f"the next source waited {waited:.1f} s"
+        finally:
+            for s in stalled:
+                s.close()
