@@ -266,7 +266,8 @@ def _interrupted(client, deployment, settings, stage: str) -> tuple[str, bytes, 
         store.adopt(uploads.path(upload_id), submission_id, datetime.now(UTC).date())
     if stage == "recorded":
         record_submission(factory, store, submission_id=submission_id,
-                          day=datetime.now(UTC).date(), keyring_version=deployment.current().version)
+                          day=datetime.now(UTC).date(),
+                          keyring_version=deployment.current().version)
     return upload_id, ciphertext, submission_id
 
 
