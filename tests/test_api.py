@@ -299,3 +299,28 @@ def test_a_finish_still_running_elsewhere_is_not_taken_over(client, deployment, 
         assert response.status_code == 409 and response.json["error"] == "in_progress"
     assert stored(settings) == []
     assert call(client, "POST", f"/api/v1/uploads/{upload_id}/finish").status_code == 201
+
+
+def test_the_cleanup_never_takes_the_file_of_an_upload_being_created(settings):
+    """Seen under load: an upload created while the cleanup ran lost its part file."""
+    import threading
+
+    from intake.storage.uploads import UploadStore
+
+    uploads = UploadStore(settings.upload_dir,
+                          db.make_session_factory(db.make_engine(settings.database_url)))
+    done = threading.Event()
+
+    def clean() -> None:
+        while not done.is_set():
+            uploads.cleanup()
+
+    cleaner = threading.Thread(target=clean)
+    cleaner.start()
+    try:
+        made = [uploads.create(100, 1) for _ in range(300)]
+    finally:
+        done.set()
+        cleaner.join()
+    missing = [u for u in made if not uploads.path(u).exists()]
+    assert missing == [], f"{len(missing)} of 300 part files deleted by the cleanup"

@@ -419,3 +419,26 @@ def test_orphans_are_reported_at_start_and_half_written_blobs_removed(settings, 
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "1 blob(s) without a row" in messages and "temp file(s) removed" in messages
     assert store.temp_files() == [] and store.exists("ab" * 16)
+
+
+@pytest.mark.parametrize("part", [
+    # A file under a text field's name, and text under the file input's name.
+    b'Content-Disposition: form-data; name="contact_handle"; filename="\\x00"\r\n\r\nfile',
+    b'Content-Disposition: form-data; name="narrative"; filename="a.txt"\r\n\r\nfile',
+    b'Content-Disposition: form-data; name="attachments"\r\n\r\nnot a file',
+])
+def test_parts_of_the_wrong_kind_are_a_clear_answer_not_a_500(client, part):
+    tokens = form_tokens(client.get("/en/report").get_data(as_text=True))
+    fields = "".join(
+        f'--0\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in [*tokens.items(), *_flat(valid_report())]
+    ).encode()
+    body = fields + b"--0\r\n" + part + b"\r\n--0--\r\n"
+    response = client.post("/en/report", data=body,
+                           content_type="multipart/form-data; boundary=0")
+    assert response.status_code in (303, 400), response.status_code
+
+
+def _flat(report: dict) -> list[tuple[str, str]]:
+    return [(k, item) for k, v in report.items()
+            for item in (v if isinstance(v, list) else [v])]

@@ -150,12 +150,17 @@ class UploadStore:
     def cleanup(self) -> int:
         """Delete expired uploads and stray part files; return how many went."""
         now = current_hour()
+        # The part files are listed *before* the rows are read: `create` commits the
+        # row before it makes the file, so every file listed has its row by then. In
+        # the other order, an upload created in between lost its file (a 500 on its
+        # next chunk, seen under load).
+        parts = list(self.root.glob("*.part"))
         with self._sessions() as session:
             expired = list(session.scalars(select(Upload.id).where(Upload.expires_hour < now)))
             known = set(session.scalars(select(Upload.id)))
         for upload_id in expired:
             self.discard(upload_id)
-        strays = [p for p in self.root.glob("*.part") if p.name[:-5] not in known]
+        strays = [p for p in parts if p.name[:-5] not in known]
         for path in strays:
             path.unlink(missing_ok=True)
         return len(expired) + len(strays)

@@ -22,6 +22,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 
 from intake import schema
 from intake.crypto import keyring as kr
@@ -129,12 +130,24 @@ def form() -> tuple[str, int]:
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
+def _formdata() -> CombinedMultiDict:
+    """What the form reads: the text parts, and file parts only under the file input.
+
+    Flask-WTF would hand the form every file part, so a file sent under a text
+    field's name reached that field's validators as a FileStorage (a 500); and
+    a text part under the file input's name is not a file.
+    """
+    files = MultiDict([("attachments", f) for f in request.files.getlist("attachments")])
+    text = MultiDict([(k, v) for k, v in request.form.items(multi=True) if k != "attachments"])
+    return CombinedMultiDict([files, text])
+
+
 @bp.post("/report")
 def submit() -> Any:
     if request.mimetype not in FORM_TYPES:
         abort(415)
     keyring = _keyring()
-    form = ReportForm()
+    form = ReportForm(formdata=_formdata())
     uploads = [
         Upload(filename=f.filename or "", content_type=f.mimetype or "", spool=f.stream)
         for f in request.files.getlist("attachments")
