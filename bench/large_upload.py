@@ -184,7 +184,7 @@ def main() -> int:
                 return 1
             hwm_before = vm_hwm(worker)
             print(machine_line())
-            print(f"server: gunicorn -c deploy/gunicorn.conf.py, 1 worker x 4 threads "
+            print(f"server: gunicorn -c deploy/gunicorn.conf.py, 1 worker (its threads) "
                   f"(pid {worker}), data dir on {filesystem_of(work)}; {args.runs} run(s) "
                   f"of each; the file is in the page cache", flush=True)
             growth_after_first = None

@@ -1,7 +1,7 @@
 """Benchmark: text-only reports per second, no-JavaScript form and upload API against a baseline.
 
 Starts gunicorn with deploy/gunicorn.conf.py (its default of cores + 1 workers
-of 4 threads, SQLite as in `make demo`) on a free loopback port, serving
+and threads, SQLite as in `make demo`) on a free loopback port, serving
 bench/bench_app.py: the production app plus a bench-only baseline endpoint.
 Then, for each path in turn, CLIENTS concurrent clients (threads, spread over
 PROCS client processes so the GIL does not cap the client) send reports for
@@ -285,8 +285,8 @@ def main() -> int:
         results = {}
         with bench_server(work, deployment, workers=args.workers) as server:
             print(machine_line())
-            print(f"server: gunicorn -c deploy/gunicorn.conf.py, {args.workers} workers x 4 "
-                  f"threads, SQLite, data dir on {filesystem_of(work)}; clients: "
+            print(f"server: gunicorn -c deploy/gunicorn.conf.py, {args.workers} workers and "
+                  f"its threads per worker, SQLite, data dir on {filesystem_of(work)}; clients: "
                   f"{args.clients} over {min(args.procs, args.clients)} processes, "
                   f"{args.seconds:g} s per path, timing the POST only (form fetched once "
                   f"per client; API: create + chunk + finish)", flush=True)
