@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,13 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import (  # noqa: E402
-    VENV_BIN,
     Deployment,
     form_tokens,
-    free_port,
+    gunicorn,
     server_env,
     valid_report,
-    wait_for_http,
 )
 
 __all__ = [
@@ -65,18 +61,18 @@ def narrative(size: int = 2000) -> str:
 @dataclass
 class Server:
     base: str
-    proc: subprocess.Popen
+    pid: int  # gunicorn's master
     data_dir: Path
     log_dir: Path
 
     def worker_pids(self) -> list[int]:
         """The gunicorn workers: the master's child processes."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         return [int(pid) for pid in children.read_text().split()]
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the master and its live workers."""
-        return sum(cpu_seconds(pid) for pid in [self.proc.pid, *self.worker_pids()])
+        return sum(cpu_seconds(pid) for pid in [self.pid, *self.worker_pids()])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -145,43 +141,18 @@ def bench_server(
     env["PYTHONPATH"] = os.pathsep.join(
         [str(BENCH), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
-    port = free_port()
-    cmd = [
-        str(VENV_BIN / "gunicorn"),
-        "-c",
-        str(ROOT / "deploy/gunicorn.conf.py"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "bench_app:create_bench_app()",
-    ]
     log_dir = work / "logs"
-    log_dir.mkdir(exist_ok=True)
-    with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=err, cwd=ROOT, start_new_session=True
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for_http(f"{base}/", proc=proc, timeout=60)
-            server = Server(base, proc, work / "var", log_dir)
+    try:
+        with gunicorn(env, log_dir, app="bench_app:create_bench_app()", workers=workers) as base:
+            server = Server(base, base.pid, work / "var", log_dir)
             deadline = time.monotonic() + 30
             while len(server.worker_pids()) < workers and time.monotonic() < deadline:
                 time.sleep(0.1)
             yield server
-        except BaseException:
-            tail = (log_dir / "stderr.log").read_bytes()[-3000:].decode(errors="replace")
-            print(f"bench: the server's last words:\n{tail}", file=sys.stderr)
-            raise
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    except BaseException:
+        tail = (log_dir / "stderr.log").read_bytes()[-3000:].decode(errors="replace")
+        print(f"bench: the server's last words:\n{tail}", file=sys.stderr)
+        raise
 
 
 def count_files(directory: Path, pattern: str) -> int:

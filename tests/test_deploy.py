@@ -25,6 +25,7 @@ import re
 import runpy
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -149,8 +150,9 @@ def nginx_listen() -> str:
     return address
 
 
-def nginx_test_config(prefix: Path, *, listen: int, upstream: int) -> Path:
-    """deploy/nginx.conf for a test instance: paths, ports and user rewritten, nothing else."""
+def nginx_test_config(prefix: Path, *, listen: int, upstream: int,
+                      edit: Callable[[str], str] | None = None) -> Path:
+    """deploy/nginx.conf for a test instance: paths, ports and user rewritten, and `edit`."""
     text = NGINX_CONF.read_text()
     user = pwd.getpwuid(os.getuid()).pw_name
     for old, new in [
@@ -163,6 +165,8 @@ def nginx_test_config(prefix: Path, *, listen: int, upstream: int) -> Path:
     ]:
         assert old in text, f"deploy/nginx.conf no longer has {old!r}; update the tests"
         text = text.replace(old, new)
+    if edit:
+        text = edit(text)
     (prefix / "temp").mkdir(parents=True, exist_ok=True)
     path = prefix / "nginx.conf"
     path.write_text(text)

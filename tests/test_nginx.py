@@ -27,7 +27,6 @@ import contextlib
 import http.client
 import io
 import os
-import pwd
 import re
 import secrets
 import signal
@@ -41,7 +40,8 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
-from helpers import ROOT, Deployment, free_port, gunicorn, server_env, submit
+from helpers import Deployment, free_port, gunicorn, server_env, submit
+from test_deploy import nginx_test_config
 
 from intake.crypto.envelope import decrypt_stream
 from intake.limits import DEFAULT_MAX_UPLOAD
@@ -49,7 +49,6 @@ from intake.web.security import SECURITY_HEADERS
 
 pytestmark = pytest.mark.slow
 MiB = 1024 * 1024
-NGINX_CONF = ROOT / "deploy/nginx.conf"
 TRACE = ["-f", "-yy", "-e", "trace=write,pwrite64,writev,pwritev,pwritev2,openat",
          "-s", "1048576"]
 # strace -yy annotates each descriptor: sockets as <TCP:[...]>, <TCPv6:...>, <UNIX:...>.
@@ -74,28 +73,6 @@ def writes_carrying(trace: Path, marker: str) -> tuple[list[str], int]:
             target = FD_TARGET.search(line)
             hits.append(target.group(1) if target else line[:120])
     return hits, to_sockets
-
-
-def nginx_test_config(prefix: Path, *, listen: int, upstream: int,
-                      edit: Callable[[str], str] | None = None) -> Path:
-    """deploy/nginx.conf for a test instance: paths, ports and user rewritten, nothing else."""
-    text = NGINX_CONF.read_text()
-    for old, new in [
-        ("user www-data;", f"user {pwd.getpwuid(os.getuid()).pw_name};"),
-        ("pid /run/nginx.pid;", f"pid {prefix}/nginx.pid;"),
-        ("error_log /var/log/nginx/error.log ", f"error_log {prefix}/error.log "),
-        ("/var/lib/nginx/", f"{prefix}/temp/"),
-        ("listen 127.0.0.1:8080 ", f"listen 127.0.0.1:{listen} "),
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream};"),
-    ]:
-        assert old in text, f"deploy/nginx.conf no longer has {old!r}; update the tests"
-        text = text.replace(old, new)
-    if edit:
-        text = edit(text)
-    (prefix / "temp").mkdir(parents=True, exist_ok=True)
-    path = prefix / "nginx.conf"
-    path.write_text(text)
-    return path
 
 
 @contextlib.contextmanager
