@@ -250,3 +250,37 @@ def test_usage_errors_are_one_line_without_a_traceback(tmp_path):
     result = intake(tmp_path, "keys", "add", "age1x")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--id" in result.stderr
+
+
+def test_an_admin_who_leaves_is_removed_and_their_signature_stops_counting(
+    deployment, tmp_path
+):
+    root, _ = deployment
+    work = tmp_path / "work"
+    (work / "keys").mkdir(parents=True)
+    for name in ("keyring.json", "admins.json"):
+        (work / "keys" / name).write_bytes((root / "keys" / name).read_bytes())
+    (work / "p").write_text(PASSPHRASE)
+    made = intake(work, "keys", "new-admin", "--out", "b.key", "--passphrase-file", "p",
+                  "--label", "Admin B")
+    assert made.returncode == 0, made.stderr
+    admins = json.loads((work / "keys/admins.json").read_text())["admins"]
+    leaving, staying = admins[0]["id"], admins[1]["id"]
+    assert intake(work, "keys", "threshold", "2").returncode == 0
+    before = (work / "keys/admins.json").read_bytes()
+    # Two admins, threshold 2: removing one would leave a file no keyring can satisfy.
+    assert_clean_failure(intake(work, "keys", "remove-admin", leaving), "threshold 1")
+    assert_clean_failure(intake(work, "keys", "remove-admin", "nobody"), "not listed")
+    assert (work / "keys/admins.json").read_bytes() == before
+    assert intake(work, "keys", "threshold", "1").returncode == 0
+    assert intake(work, "keys", "verify").returncode == 0  # signed by the one who leaves
+    removed = intake(work, "keys", "remove-admin", leaving)
+    assert removed.returncode == 0, removed.stderr
+    assert [a["id"] for a in json.loads((work / "keys/admins.json").read_text())["admins"]] == [
+        staying]
+    assert_clean_failure(intake(work, "keys", "verify"), "needs 1")
+    assert_clean_failure(intake(work, "keys", "remove-admin", staying), "only admin")
+    assert intake(work, "keys", "renew").returncode == 0
+    signed = intake(work, "keys", "sign", "--admin-key", "b.key", "--passphrase-file", "p")
+    assert signed.returncode == 0, signed.stderr
+    assert intake(work, "keys", "verify").returncode == 0

@@ -254,6 +254,23 @@ def list_keys(keyring: Path) -> None:
         )
 
 
+@keys.command("remove-admin")
+@click.argument("admin_id")
+@admins_option
+def remove_admin(admin_id: str, admins: Path) -> None:
+    """Take an admin off the admins file (an admin leaves or lost their key).
+
+    Their signatures stop counting at once: make a new keyring version, have
+    the remaining admins sign it, and deploy both files together.
+    """
+    updated = kr.remove_admin(admins, admin_id)
+    info(
+        f"{admins}: admin {admin_id} removed; {updated.threshold} of {len(updated.admins)} "
+        "admins must sign each keyring. Now `intake keys renew`, sign, verify and deploy "
+        "the keyring and this file together."
+    )
+
+
 @keys.command("threshold")
 @click.argument("count", type=click.IntRange(1))
 @admins_option

@@ -433,6 +433,36 @@ def register_admin(
     return admins
 
 
+def remove_admin(path: Path, admin_id: str) -> Admins:
+    """Take an admin off the admins file: their signatures stop counting at once.
+
+    Refused if it would leave fewer admins than the threshold (lower it first)
+    or none at all, so the file never becomes one no keyring can satisfy.
+    """
+    path = Path(path)
+    current = load_admins(path)
+    if admin_id not in current.admins:
+        known = ", ".join(f"{a.id} ({a.label})" for a in current.admins.values())
+        raise KeyringError(f"Admin {admin_id} is not listed in {path}; the admins are: {known}.")
+    remaining = len(current.admins) - 1
+    if remaining == 0:
+        raise KeyringError(
+            f"Admin {admin_id} is the only admin; register another with "
+            "`intake keys new-admin` first."
+        )
+    if remaining < current.threshold:
+        raise KeyringError(
+            f"Removing admin {admin_id} would leave {remaining} admin(s) for a threshold of "
+            f"{current.threshold}; lower it first with `intake keys threshold {remaining}`."
+        )
+    document = json.loads(path.read_bytes())
+    document["admins"] = [a for a in document["admins"] if a.get("id") != admin_id]
+    data = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    admins = parse_admins(data)
+    atomic_write(path, data, mode=0o644)
+    return admins
+
+
 def set_threshold(path: Path, threshold: int) -> Admins:
     """Require `threshold` distinct admin signatures from now on."""
     path = Path(path)
