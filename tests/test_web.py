@@ -442,3 +442,11 @@ def test_parts_of_the_wrong_kind_are_a_clear_answer_not_a_500(client, part):
 def _flat(report: dict) -> list[tuple[str, str]]:
     return [(k, item) for k, v in report.items()
             for item in (v if isinstance(v, list) else [v])]
+
+
+def test_line_breaks_are_stored_as_the_browser_path_stores_them(client, settings, deployment,
+                                                                 tmp_path):
+    """A form posts CRLF; the page's script reads LF: the report holds LF either way."""
+    assert post(client, valid_report(narrative="first\r\nsecond\rthird\n")).status_code == 303
+    report = open_report(settings, deployment, blobs(settings)[0], tmp_path / "case")
+    assert report.document["fields"]["narrative"] == "first\nsecond\nthird\n"

@@ -107,12 +107,20 @@ def _make_field(field: schema.Field) -> Field:
     if kind == "checkbox":
         return BooleanField(field.label, default=False)
     if kind == "textarea":
-        return TextAreaField(field.label, validators=required + length)
+        return TextAreaField(field.label, validators=required + length, filters=[unix_newlines])
     if kind == "partial_date":
         return StringField(field.label, validators=required + [PartialDate()])
     if kind == "files":
         return MultipleFileField(field.label, validators=[FileCount()])
     return StringField(field.label, validators=required + length)
+
+
+def unix_newlines(value: Any) -> Any:
+    """Line breaks as "\\n": browsers post a textarea with CRLF, the page's script reads
+    it with LF; the report, and the length it is checked against, are the same either way."""
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+    return value
 
 
 def _build_form_class() -> type[FlaskForm]:
