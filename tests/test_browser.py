@@ -62,6 +62,7 @@ from helpers import Deployment, gunicorn, server_env
 
 from intake import schema
 from intake.config import KEYRING_CHECK_SECONDS
+from intake.crypto import keyring as kr
 from intake.crypto.envelope import decrypt_stream
 from intake.web.api import CHUNK_SIZE
 
@@ -391,6 +392,12 @@ def test_a_keyring_rotated_after_the_page_loaded_still_gets_the_report_to_the_ne
             "JSON.parse(document.getElementById('intake-config').textContent).keyring.version"
         )
         assert page_version == old_version
+        # What "who can read this report" lists, kept across the move to the thanks page.
+        page.evaluate("""() => {
+            const list = document.querySelector('details.readers ul');
+            new MutationObserver(() => sessionStorage.setItem('readers', list.textContent))
+                .observe(list, {childList: true, subtree: true});
+        }""")
         if when == "between-page-load-and-submit":
             rotate()
         else:
@@ -403,8 +410,12 @@ def test_a_keyring_rotated_after_the_page_loaded_still_gets_the_report_to_the_ne
             page.route(CHUNK_URL, first_chunk)
         send_and_wait_for_thanks(page, base, traffic)
         assert recorded_js_path(page) == "encrypted"
+        readers = page.evaluate("sessionStorage.getItem('readers')") or ""
 
     assert len(rotated) == 1 and rotated[0] > old_version
+    # The page redrew the list for the keyring it finally encrypted to.
+    newest = kr.fingerprint(str(deployment.identities[-1].to_public()))
+    assert newest in readers and "Reviewer new" in readers, readers
     assert len(deployment.identities) == 3
     if when == "between-page-load-and-submit":
         assert traffic.answered("POST", UPLOADS) == [409, 201]  # keyring_changed, then anew

@@ -35,6 +35,28 @@
     }
   }
 
+  // The keyring changed while the report was on its way: the worker encrypts to
+  // the new one, so the page shows who can read it now, and a fallback to the
+  // server path states the new version.
+  function showKeyring(keyring) {
+    config.keyring = keyring;
+    var version = form.querySelector("input[name=keyring_version]");
+    if (version) version.value = String(keyring.version);
+    var list = document.querySelector("details.readers ul");
+    if (!list) return;
+    while (list.firstChild) list.removeChild(list.firstChild);
+    keyring.recipients.forEach(function (r) {
+      var item = document.createElement("li");
+      var print = document.createElement("bdi");
+      print.setAttribute("dir", "ltr");
+      print.className = "fingerprint";
+      print.textContent = r.fingerprint;
+      item.appendChild(document.createTextNode(r.label + ": "));
+      item.appendChild(print);
+      list.appendChild(item);
+    });
+  }
+
   function useServerPath(reason) {
     fallback.hidden = false;
     fallback.querySelector(".reason").textContent = reason;
@@ -150,6 +172,7 @@
         status.textContent = messages.retrying;
       } else if (m.type === "keyring") {
         status.textContent = messages.keyring_changed;
+        showKeyring(m.keyring);
       } else if (m.type === "done") {
         status.textContent = messages.done;
         worker.terminate();
