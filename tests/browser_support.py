@@ -151,12 +151,12 @@ def fill_report(page: Any, answers: dict[str, Any]) -> None:
             page.locator(f"#{name}").fill(value)
 
 
-def expected_fields(answers: dict[str, Any], *, crlf: bool = False) -> dict[str, Any]:
-    """report.json's `fields` for `answers`.
+def expected_fields(answers: dict[str, Any]) -> dict[str, Any]:
+    """report.json's `fields` for `answers`, on either path.
 
     A browser posting a form (the server path) sends a textarea's line breaks
-    as CRLF (HTML's multipart/form-data encoding); the encrypting script reads
-    the textarea's value, whose line breaks are LF.
+    as CRLF (HTML's multipart/form-data encoding) and the server stores them
+    as LF, which is what the encrypting script reads from the textarea.
     """
     fields: dict[str, Any] = {}
     for name, f in schema.FIELDS.items():
@@ -170,10 +170,7 @@ def expected_fields(answers: dict[str, Any], *, crlf: bool = False) -> dict[str,
         elif f.kind == "partial_date":
             fields[name] = schema.normalise_partial_date(value) if value else ""
         else:
-            text = value or ""
-            if crlf and f.kind == "textarea":
-                text = text.replace("\n", "\r\n")
-            fields[name] = text
+            fields[name] = value or ""
     return fields
 
 

@@ -251,7 +251,7 @@ def test_control_without_javascript_the_same_marker_shows_in_the_servers_reads(
     assert any(MARKER in r.shows for r in socket_reads(trace, (MARKER,))), hits
     opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
     assert_report(
-        opened, lang="en", fields=expected_fields(answers, crlf=True), files=[small], types=types
+        opened, lang="en", fields=expected_fields(answers), files=[small], types=types
     )
 
 
@@ -270,7 +270,7 @@ def test_without_javascript_the_same_report_arrives_through_the_server_path(
     assert not [u for _, u in traffic.requests if "/api/" in u]
     opened = open_the_one_submission(data, deployment.identities[1:], tmp_path / "opened")
     assert_report(
-        opened, lang="en", fields=expected_fields(answers, crlf=True), files=files, types=types
+        opened, lang="en", fields=expected_fields(answers), files=files, types=types
     )
     assert decrypts_alike(opened.blob, deployment.identities[0], opened.plaintext)
 
@@ -456,6 +456,6 @@ def test_a_browser_that_cannot_encrypt_says_so_and_sends_through_the_server_path
     assert not [u for _, u in traffic.requests if "/api/" in u]  # nothing went to the API
     opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
     assert_report(
-        opened, lang="en", fields=expected_fields(answers, crlf=True), files=[evidence],
+        opened, lang="en", fields=expected_fields(answers), files=[evidence],
         types=types,
     )
