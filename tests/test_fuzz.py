@@ -622,6 +622,12 @@ def assert_the_server_is_whole(server: Server) -> None:
     log = (server.logs / "stderr.log").read_text(errors="replace")
     for bad in ("Traceback", "WORKER TIMEOUT", "internal error"):
         assert bad not in log, log[-3000:]
+    # gunicorn names the client of every request it refuses ("Invalid request from
+    # ip=..."): the privacy filter must have blanked it. Only the master's own
+    # "Listening at" line may carry the (server's) loopback address.
+    addressed = [line for line in log.splitlines()
+                 if "127.0.0.1" in line and "Listening at" not in line]
+    assert addressed == [], addressed[:3]
 
 
 def test_ten_thousand_form_fields_are_refused(server):
