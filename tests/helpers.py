@@ -167,6 +167,17 @@ def server_env(
     return env
 
 
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a server started with start_new_session=True, and everything it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class ServerURL(str):
     """A running server's base URL, which also knows the process that was started."""
 
@@ -207,13 +218,7 @@ def gunicorn(
             url.pid = proc.pid  # gunicorn's master, or the prefix (strace) that runs it
             yield url
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
 
 
 def submit(

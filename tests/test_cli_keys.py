@@ -120,29 +120,24 @@ def test_a_missing_keyring_says_how_to_make_one(tmp_path):
     assert_clean_failure(intake(tmp_path, "keys", "list"), "intake keys add")
 
 
-def test_a_second_admin_raises_the_bar_and_the_first_signature_no_longer_suffices(
-    deployment, tmp_path
-):
-    root, public = deployment
+def with_second_admin(deployment, tmp_path: Path) -> Path:
+    """A copy of the deployment's keys in its own folder, with admin B (b.key) registered."""
+    root, _ = deployment
     work = tmp_path / "work"
     (work / "keys").mkdir(parents=True)
     for name in ("keyring.json", "admins.json"):
         (work / "keys" / name).write_bytes((root / "keys" / name).read_bytes())
     (work / "p").write_text(PASSPHRASE)
-    assert (
-        intake(
-            work,
-            "keys",
-            "new-admin",
-            "--out",
-            "b.key",
-            "--passphrase-file",
-            "p",
-            "--label",
-            "Admin B",
-        ).returncode
-        == 0
-    )
+    made = intake(work, "keys", "new-admin", "--out", "b.key", "--passphrase-file", "p",
+                  "--label", "Admin B")
+    assert made.returncode == 0, made.stderr
+    return work
+
+
+def test_a_second_admin_raises_the_bar_and_the_first_signature_no_longer_suffices(
+    deployment, tmp_path
+):
+    work = with_second_admin(deployment, tmp_path)
     assert intake(work, "keys", "threshold", "2").returncode == 0
     assert_clean_failure(intake(work, "keys", "verify"), "needs 2")
     signed = intake(work, "keys", "sign", "--admin-key", "b.key", "--passphrase-file", "p")
@@ -255,15 +250,7 @@ def test_usage_errors_are_one_line_without_a_traceback(tmp_path):
 def test_an_admin_who_leaves_is_removed_and_their_signature_stops_counting(
     deployment, tmp_path
 ):
-    root, _ = deployment
-    work = tmp_path / "work"
-    (work / "keys").mkdir(parents=True)
-    for name in ("keyring.json", "admins.json"):
-        (work / "keys" / name).write_bytes((root / "keys" / name).read_bytes())
-    (work / "p").write_text(PASSPHRASE)
-    made = intake(work, "keys", "new-admin", "--out", "b.key", "--passphrase-file", "p",
-                  "--label", "Admin B")
-    assert made.returncode == 0, made.stderr
+    work = with_second_admin(deployment, tmp_path)
     admins = json.loads((work / "keys/admins.json").read_text())["admins"]
     leaving, staying = admins[0]["id"], admins[1]["id"]
     assert intake(work, "keys", "threshold", "2").returncode == 0

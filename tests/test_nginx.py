@@ -29,7 +29,6 @@ import io
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import threading
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
-from helpers import Deployment, free_port, gunicorn, server_env, submit
+from helpers import Deployment, free_port, gunicorn, server_env, stop_group, submit
 from test_deploy import nginx_test_config
 
 from intake.crypto.envelope import decrypt_stream
@@ -93,13 +92,7 @@ def run_nginx(prefix: Path, upstream: int, *, trace: Path | None = None,
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, timeout=20)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -141,6 +141,11 @@ class UploadStore:
         with self._sessions() as session, session.begin():
             session.execute(update(Upload).where(Upload.id == upload_id).values(state=state))
 
+    def mark_filed(self, upload_id: str) -> None:
+        """The upload is a submission now: keep its row (a retried finish), drop its file."""
+        self.set_state(upload_id, "finished")
+        self.path(upload_id).unlink(missing_ok=True)
+
     def discard(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(upload_id).unlink()

@@ -28,6 +28,7 @@ from intake.crypto.header import check_client_header
 from intake.errors import EnvelopeError
 from intake.limits import MAX_AGE_HEADER, MiB
 from intake.storage.models import Submission
+from intake.storage.models import Upload as UploadRow
 from intake.storage.submissions import new_submission_id, record_submission
 from intake.storage.uploads import OffsetMismatch, UploadGone
 from intake.web.keyring_state import IntakeClosed
@@ -214,15 +215,14 @@ def finish(upload_id: str):
             # that submission rather than file the same ciphertext twice.
             _complete(upload_id, earlier, upload.keyring_version)
             return jsonify(status="stored"), 201
-        _file(upload_id, upload.size)
+        _file(upload)
     return jsonify(status="stored"), 201
 
 
-def _file(upload_id: str, size: int) -> None:
+def _file(upload: UploadRow) -> None:
     """Check the finished upload and file it as a new submission (the claim is held)."""
-    state = _state()
+    state, upload_id = _state(), upload.id
     keyring = _keyring()
-    upload = _upload(upload_id)
     if keyring.version != upload.keyring_version:
         state.uploads.discard(upload_id)
         raise _stale(keyring)
@@ -231,7 +231,7 @@ def _file(upload_id: str, size: int) -> None:
         with path.open("rb") as fh:
             prefix = fh.read(MAX_AGE_HEADER + 1)
         check_client_header(prefix, expected_recipients=len(keyring.active_recipients()),
-                            total_size=size)
+                            total_size=upload.size)
     except EnvelopeError as exc:
         state.uploads.discard(upload_id)
         raise ApiError(422, "bad_ciphertext", str(exc)) from None
@@ -244,8 +244,7 @@ def _file(upload_id: str, size: int) -> None:
     except BaseException:
         state.uploads.set_state(upload_id, "open")  # the part file is intact: finish again
         raise
-    state.uploads.set_state(upload_id, "finished")
-    path.unlink(missing_ok=True)
+    state.uploads.mark_filed(upload_id)
 
 
 def _complete(upload_id: str, submission_id: str, keyring_version: int) -> None:
@@ -259,6 +258,4 @@ def _complete(upload_id: str, submission_id: str, keyring_version: int) -> None:
         ).date()
         record_submission(state.session_factory, state.store, submission_id=submission_id,
                           day=blob_day, keyring_version=keyring_version)
-    state.uploads.set_state(upload_id, "finished")
-    state.uploads.path(upload_id).unlink(missing_ok=True)
-
+    state.uploads.mark_filed(upload_id)

@@ -117,7 +117,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     def http_error(exc: HTTPException) -> tuple[Any, int]:
         # Routing errors (an unknown path, a wrong method) never reach the API
         # blueprint's own handler: answer them in the API's JSON all the same.
-        if request.path.startswith(api.bp.url_prefix + "/"):
+        if _is_api_request():
             return api.http_error(exc)
         return render_template("error.html", **_http_error_text(exc)), exc.code or 500
 
@@ -128,7 +128,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         app.logger.error(
             "internal error while serving %s: %s", request.endpoint, type(exc).__name__
         )
-        if request.path.startswith(api.bp.url_prefix + "/"):
+        if _is_api_request():
             return jsonify(error="internal",
                            message="Nothing was stored. Please try again in a few minutes."), 500
         return render_template(
@@ -138,6 +138,11 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         ), 500
 
     return app
+
+
+def _is_api_request() -> bool:
+    """Whether the request is for the upload API, whose answers are JSON."""
+    return request.path.startswith(api.bp.url_prefix + "/")
 
 
 def storage_full() -> tuple[Any, int]:
@@ -152,7 +157,7 @@ def storage_full() -> tuple[Any, int]:
         "The server has no room for this report right now. Nothing was stored. "
         "Please try again later, or send a shorter report without large files."
     )
-    if request.path.startswith("/api/"):
+    if _is_api_request():
         return jsonify(error="storage_full", message=message), 507
     return render_template("error.html", title=_("The intake is full"), message=message), 507
 

@@ -20,7 +20,6 @@ from intake.crypto import keyring as kr
 from intake.crypto.container import Attachment, ContainerReader
 from intake.crypto.envelope import encrypt_stream
 from intake.crypto.spool import EncryptedSpool
-from intake.errors import StorageFull, is_storage_full
 from intake.storage.blobs import BlobStore
 from intake.storage.submissions import new_submission_id, record_submission
 
@@ -64,13 +63,10 @@ def store_report(
     container = ContainerReader(lang, fields, [_attachment(u) for u in uploads])
     submission_id = new_submission_id()
     day = today()
-    try:
-        with store.writer(submission_id, day) as out:
-            encrypt_stream(container, out, keyring.active_recipients())
-    except OSError as exc:
-        if is_storage_full(exc):
-            raise StorageFull("The server is out of space.") from None
-        raise
+    # A full disk raises OSError(ENOSPC) here and StorageFull from the database
+    # below; the writer leaves nothing, and the app answers either with 507.
+    with store.writer(submission_id, day) as out:
+        encrypt_stream(container, out, keyring.active_recipients())
     record_submission(
         session_factory,
         store,

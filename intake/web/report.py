@@ -190,7 +190,7 @@ def submit() -> Any:
                 "Check it below, then send again."
             ),
         )
-    # A full disk raises StorageFull: the app answers 507 "the intake is full".
+    # On a full disk the app answers 507 "the intake is full" (app.storage_full).
     store_report(
         lang=g.lang,
         fields=report_fields(form),
