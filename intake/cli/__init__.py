@@ -13,9 +13,10 @@ import sys
 
 import click
 
+from intake.cli.admin import export, purge
 from intake.cli.keys import keys
+from intake.cli.review import review
 from intake.cli.server import database, demo, serve
-from intake.cli.transfer import export, purge, review
 from intake.errors import IntakeError
 
 EXIT_USER_ERROR = 1

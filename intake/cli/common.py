@@ -91,3 +91,39 @@ passphrase_file_option = path_option(
     "--passphrase-file",
     help="Read the passphrase from the first line of this file instead of asking.",
 )
+
+
+def terminal_progress(label: str) -> Callable[[int, int], None] | None:
+    """A progress bar on standard error when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    state: dict[str, int] = {"last": -1}
+
+    def update(done: int, total: int) -> None:
+        percent = 100 if total == 0 else int(done * 100 / total)
+        if percent != state["last"]:
+            state["last"] = percent
+            bar = "#" * (percent // 4)
+            click.echo(f"\r{label} [{bar:<25}] {percent:3d}%", err=True, nl=percent == 100)
+
+    return update
+
+
+cases_option = click.option(
+    "--cases",
+    "cases_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="cases",
+    show_default=True,
+    help="The case store folder.",
+)
+
+
+def write_document(text: str, out: Path | None) -> None:
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from intake.fsutil import atomic_write
+
+    atomic_write(out, text.encode("utf-8"), mode=0o600)
+    info(f"Wrote {out}.")

@@ -1,96 +1,26 @@
-"""`intake export`, `intake purge` and `intake review …`."""
+"""`intake review …`: the reviewers' side, on the air-gapped machine.
+
+Nothing here imports the server's code (the web app, the database, the blob
+store), so the reviewers' install does not need it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from intake.cli.common import info, passphrase_file_option, passphrase_source
+from intake.cli.common import (
+    cases_option,
+    info,
+    passphrase_file_option,
+    passphrase_source,
+    terminal_progress,
+    write_document,
+)
 from intake.errors import IntakeError
-
-
-def terminal_progress(label: str) -> Callable[[int, int], None] | None:
-    """A progress bar on standard error when it is a terminal; nothing otherwise."""
-    if not sys.stderr.isatty():
-        return None
-    state: dict[str, int] = {"last": -1}
-
-    def update(done: int, total: int) -> None:
-        percent = 100 if total == 0 else int(done * 100 / total)
-        if percent != state["last"]:
-            state["last"] = percent
-            bar = "#" * (percent // 4)
-            click.echo(f"\r{label} [{bar:<25}] {percent:3d}%", err=True, nl=percent == 100)
-
-    return update
-
-
-cases_option = click.option(
-    "--cases",
-    "cases_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default="cases",
-    show_default=True,
-    help="The case store folder.",
-)
-
-
-def _write_document(text: str, out: Path | None) -> None:
-    if out is None:
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    from intake.fsutil import atomic_write
-
-    atomic_write(out, text.encode("utf-8"), mode=0o600)
-    info(f"Wrote {out}.")
-
-
-@click.command("export")
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="The folder to write the bundle to (the USB stick).",
-)
-def export(out_dir: Path) -> None:
-    """Write a bundle of every submission not yet exported."""
-    from intake.config import settings_from_env
-    from intake.transfer.server_side import export_bundle
-
-    made = export_bundle(settings_from_env(), out_dir, terminal_progress("Exporting"))
-    if made is None:
-        info("Nothing new to export: every submission has been exported already.")
-        return
-    path, count = made
-    info(f"Wrote {path} with {count} submission(s). Carry it to the reviewers' machine.")
-
-
-@click.command("purge")
-@click.option(
-    "--ack",
-    "ack_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The ack file written by `intake review ack`.",
-)
-def purge(ack_path: Path) -> None:
-    """Delete the submissions the reviewers acknowledged (hash checked)."""
-    from intake.config import settings_from_env
-    from intake.transfer.server_side import purge as run_purge
-
-    result = run_purge(settings_from_env(), ack_path)
-    for submission_id in result.deleted:
-        info(f"deleted {submission_id}")
-    for submission_id, reason in result.kept:
-        info(f"kept    {submission_id}: {reason}")
-    info(f"{len(result.deleted)} deleted, {len(result.kept)} kept.")
-    if result.kept:
-        sys.exit(1)
 
 
 @click.group("review")
@@ -135,7 +65,7 @@ def ack(bundle: Path, cases_dir: Path, out: Path | None) -> None:
     from intake.review.importer import make_ack
 
     document = make_ack(bundle, cases_dir)
-    _write_document(json.dumps(document, indent=1) + "\n", out)
+    write_document(json.dumps(document, indent=1) + "\n", out)
     info(f"Acknowledged {len(document['submissions'])} submission(s).")
 
 
@@ -259,8 +189,8 @@ def export_cases(fmt: str, cases_dir: Path, out: Path | None, redact: bool, lang
     if fmt == "csv":
         buffer = io.StringIO()
         exports.to_csv(cases, buffer, redact=redact)
-        _write_document(buffer.getvalue(), out)
+        write_document(buffer.getvalue(), out)
     elif fmt == "stix2":
-        _write_document(exports.to_stix2(cases), out)
+        write_document(exports.to_stix2(cases), out)
     else:
-        _write_document(exports.to_html(cases, lang), out)
+        write_document(exports.to_html(cases, lang), out)
