@@ -914,3 +914,79 @@ def conditional_errors(values: Mapping[str, object]) -> dict[str, LazyString]:
     if not _given(values.get("consent_use")):
         errors["consent_use"] = _l("Tick at least one way we may use your report.")
     return errors
+
+
+# -- A report.json from an untrusted producer ----------------------------------------------
+
+#: The languages a report may be written in (the pages' languages; a test ties the two).
+REPORT_LANGUAGES = frozenset({"ar", "en", "fr", "fa"})
+#: Bound on a text answer whose field sets no `max_length` of its own.
+DEFAULT_MAX_TEXT = 1000
+#: Bound on a partial date as typed ("2026-03-14" is 10 characters).
+_MAX_DATE_TEXT = 10
+
+
+def _allowed_values(field: Field) -> frozenset[str]:
+    choices = country_choices() if field.kind == "country" else field.choices
+    return frozenset(choice.value for choice in choices)
+
+
+def _field_problem(field: Field, value: object) -> str | None:
+    """Why `value` cannot be the answer to `field`, or None if it can."""
+    name = field.name
+    kind = field.kind
+    if kind == "checkbox":
+        return None if isinstance(value, bool) else f"the field {name!r} must be true or false"
+    if kind in MULTI_KINDS:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"the field {name!r} must be a list of choices"
+        if len(set(value)) != len(value):
+            return f"the field {name!r} lists a choice twice"
+        unknown = [v for v in value if v not in _allowed_values(field)]
+        if unknown:
+            return f"the field {name!r} has a value the form does not offer"
+        return None
+    if not isinstance(value, str):
+        return f"the field {name!r} must be text"
+    if kind in ("radio", "select", "country"):
+        if value and value not in _allowed_values(field):
+            return f"the field {name!r} has a value the form does not offer"
+        return None
+    if kind == "partial_date":
+        if value and (len(value) > _MAX_DATE_TEXT or normalise_partial_date(value) != value):
+            return f"the field {name!r} is not a date like 2026, 2026-03 or 2026-03-14"
+        return None
+    limit = field.max_length or DEFAULT_MAX_TEXT
+    if len(value) > limit:
+        return f"the field {name!r} is longer than {limit} characters"
+    return None
+
+
+def report_problems(document: Mapping[str, object]) -> list[str]:
+    """What in a report.json's ``lang`` and ``fields`` breaks this schema; empty if nothing.
+
+    A report arriving through the browser path was built by a client the
+    server cannot check, so the reviewer's tools check it here before any
+    field is used: each answer's type, its value against the choices offered,
+    its length, and no field the form does not have. A field may be missing
+    (a report written before the field existed); the file input never has a
+    value in ``fields``. Each problem names the field.
+    """
+    problems: list[str] = []
+    lang = document.get("lang")
+    if not isinstance(lang, str) or lang not in REPORT_LANGUAGES:
+        known = ", ".join(sorted(REPORT_LANGUAGES))
+        problems.append(f"the report's language is not one of {known}")
+    fields = document.get("fields")
+    if not isinstance(fields, Mapping):
+        return [*problems, "the report has no fields object"]
+    for name, value in fields.items():
+        field = FIELDS.get(name) if isinstance(name, str) else None
+        if field is None or field.kind == "files":
+            shown = name if isinstance(name, str) else repr(name)
+            problems.append(f"the report has a field the form does not have ({shown[:40]!r})")
+            continue
+        problem = _field_problem(field, value)
+        if problem is not None:
+            problems.append(problem)
+    return problems

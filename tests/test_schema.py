@@ -437,3 +437,62 @@ def test_importing_the_schema_needs_no_app_and_loads_no_web_code():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- report.json from an untrusted producer ------------------------------------------------
+
+def _valid_fields() -> dict:
+    return {
+        "reporter_role": "self", "subject_agreed": False, "consent_use": ["statistics"],
+        "contact_method": "none", "contact_handle": "", "categories": ["phishing"],
+        "first_noticed": "2026-03", "country": "LB", "narrative": "a link\nin a message",
+        "how_discovered": ["suspicious_message"], "target_profile": ["journalist"],
+        "risk_now": "elevated", "indicators": "hxxp://evil[.]example",
+    }
+
+
+def test_report_languages_are_the_pages_languages():
+    from intake.web.i18n import LANGUAGES
+
+    assert set(LANGUAGES) == schema.REPORT_LANGUAGES
+
+
+def test_a_report_the_form_would_make_has_no_problem():
+    fields = _valid_fields()
+    for name, value in fields.items():  # every value above must be a real choice
+        field = schema.FIELDS[name]
+        if field.kind in schema.MULTI_KINDS:
+            assert set(value) <= {c.value for c in field.choices}, name
+    assert schema.report_problems({"lang": "ar", "fields": fields}) == []
+    assert schema.report_problems({"lang": "en", "fields": {}}) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("categories", 5, "'categories' must be a list of choices"),
+        ("categories", ["phishing", "phishing"], "'categories' lists a choice twice"),
+        ("categories", ["<script>"], "'categories' has a value the form does not offer"),
+        ("risk_now", ["immediate"], "'risk_now' must be text"),
+        ("risk_now", "very", "'risk_now' has a value the form does not offer"),
+        ("country", "XX", "'country' has a value the form does not offer"),
+        ("subject_agreed", "yes", "'subject_agreed' must be true or false"),
+        ("first_noticed", "2026-13", "'first_noticed' is not a date"),
+        ("first_noticed", "٢٠٢٦", "'first_noticed' is not a date"),
+        ("narrative", "x" * 20001, "'narrative' is longer than 20000 characters"),
+        ("contact_handle", None, "'contact_handle' must be text"),
+        ("attachments", [], "a field the form does not have ('attachments')"),
+        ("shell", "rm -rf", "a field the form does not have ('shell')"),
+    ],
+)
+def test_each_broken_field_is_named(name, value, expected):
+    fields = {**_valid_fields(), name: value}
+    problems = schema.report_problems({"lang": "fr", "fields": fields})
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_broken_document_is_refused_whole():
+    assert schema.report_problems({"lang": "xx", "fields": {}}) == [
+        "the report's language is not one of ar, en, fa, fr"
+    ]
+    assert "no fields object" in schema.report_problems({"lang": "ar", "fields": []})[-1]
