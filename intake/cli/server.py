@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -101,7 +103,7 @@ def prepare_demo_keys(demo_dir: Path) -> tuple[Path, Path, str]:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def demo(host: str, port: int) -> None:
-    """Demo keys and a signed keyring in var/demo/, then the server on 127.0.0.1:8000."""
+    """Demo keys and a signed keyring in var/demo/, then the server (127.0.0.1:8000)."""
     base = settings_from_env()
     demo_dir = base.data_dir / "demo"
     info("Preparing the demo keys (this takes a few seconds)…")
@@ -113,15 +115,47 @@ def demo(host: str, port: int) -> None:
         admins_path=admins_path,
         max_upload=base.max_upload,
     )
-    info(
-        f"""
-=== intake DEMO: throwaway keys, not for real reports ===
-Reviewer identity : {demo_dir / "reviewer.key"}
-Its passphrase    : {passphrase}   (also in {demo_dir / "passphrase.txt"})
-Submissions land in {settings.blob_dir}/<id>.age. To read one:
-  age -d -i {demo_dir / "reviewer.key"} {settings.blob_dir}/<id>.age | tar -x
-(age asks for the passphrase above.)
-Open http://{host}:{port}/ in a browser. Stop with Ctrl-C.
-"""
-    )
+    info(demo_banner(settings, demo_dir, passphrase, host, port))
     _serve(settings, host, port)
+
+
+def intake_command() -> str:
+    """How to run `intake` again from another terminal: the script that runs now, if any."""
+    script = Path(sys.argv[0])
+    if script.name == "intake" and script.is_file():
+        return shlex.quote(str(script.resolve()))
+    return f"{shlex.quote(sys.executable)} -m intake"
+
+
+def demo_banner(settings: Settings, demo_dir: Path, passphrase: str, host: str, port: int) -> str:
+    """What the demo made, and the next steps: read a report, the reviewers' path, rotation."""
+    q = shlex.quote
+    intake = intake_command()
+    identity, passphrase_file = demo_dir / "reviewer.key", demo_dir / "passphrase.txt"
+    usb, cases = demo_dir / "usb", demo_dir / "cases"
+    return f"""
+=== intake DEMO: throwaway keys, not for real reports ===
+Open http://{host}:{port}/ in a browser and send a report. Stop with Ctrl-C.
+
+Reviewer identity : {identity}
+Its passphrase    : {passphrase}   (also in {passphrase_file})
+
+Next steps, in another terminal:
+1. Open one submission with the age tool (it asks for the passphrase above):
+     age -d -i {q(str(identity))} {q(str(settings.blob_dir))}/<id>.age | tar -x
+2. The reviewers' path: export what arrived, as an admin does, then import it:
+     export INTAKE_DATA_DIR={q(str(settings.data_dir))}
+     export INTAKE_KEYRING={q(str(settings.keyring_path))}
+     export INTAKE_ADMINS={q(str(settings.admins_path))}
+     {intake} export --out {q(str(usb))}
+     {intake} review import {q(str(usb))}/intake-export-*.tar --identity {q(str(identity))} \\
+         --passphrase-file {q(str(passphrase_file))} --cases {q(str(cases))}
+     {intake} review list --cases {q(str(cases))}
+3. A key rotation on the demo's keys (with the three variables above set):
+     {intake} keys new-identity --out {q(str(demo_dir / "reviewer2.key"))}
+     {intake} keys add age1... --id demo-reviewer-2 --label "Second reviewer"
+     {intake} keys sign --admin-key {q(str(demo_dir / "admin.key"))} \\
+         --passphrase-file {q(str(passphrase_file))}
+     {intake} keys list
+   The running demo takes the newly signed keyring within a few seconds.
+"""

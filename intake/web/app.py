@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, jsonify, redirect, render_template, request, url_for
@@ -17,12 +16,19 @@ from werkzeug.exceptions import HTTPException
 
 from intake.config import QUICK_EXIT_URL, Settings, load_secret_key
 from intake.errors import IntakeError, is_storage_full
+from intake.resources import STATIC, TRANSLATIONS, check_installed
 from intake.storage import db
 from intake.storage.blobs import BlobStore
 from intake.storage.submissions import find_orphans, highest_keyring_version, raise_keyring_version
 from intake.storage.uploads import UploadStore
 from intake.web import api, report
-from intake.web.i18n import DEFAULT_LANGUAGE, choose_language, current_language, language_links
+from intake.web.i18n import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    choose_language,
+    current_language,
+    language_links,
+)
 from intake.web.keyring_state import IntakeClosed, KeyringWatcher
 from intake.web.request import IntakeRequest
 from intake.web.security import (
@@ -31,8 +37,6 @@ from intake.web.security import (
     configure_logging,
 )
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-STATIC = Path(__file__).resolve().parent.parent / "static"
 admin_log = logging.getLogger("intake.admin")
 
 
@@ -49,9 +53,11 @@ class IntakeState:
 
 def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Flask:
     configure_logging()
+    # Templates and catalogues are checked once here: without them every page would be a 500.
+    templates = check_installed(LANGUAGES)
     app = Flask(
         "intake",
-        template_folder=str(ROOT / "templates"),
+        template_folder=str(templates),
         static_folder=str(STATIC),
     )
     app.request_class = IntakeRequest
@@ -65,7 +71,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         SESSION_COOKIE_SAMESITE="Strict",
         WTF_CSRF_TIME_LIMIT=24 * 3600,
         BABEL_DEFAULT_LOCALE=DEFAULT_LANGUAGE,
-        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).resolve().parent.parent / "translations"),
+        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS),
         INTAKE_SETTINGS=settings,
         TRAP_HTTP_EXCEPTIONS=False,
         PROPAGATE_EXCEPTIONS=False,
