@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -66,7 +66,12 @@ class BuildPyWithCatalogues(build_py):
 
 
 setup(
-    packages=[*find_packages(include=["intake", "intake.*"]), "intake.templates"],
+    # Namespace discovery lists the data-only folders (static/, translations/, migrations/)
+    # as packages too, as setuptools wants for the package data inside them.
+    packages=[
+        *find_namespace_packages(include=["intake", "intake.*"], exclude=["*.__pycache__"]),
+        "intake.templates",
+    ],
     package_dir={"intake.templates": "templates"},
     cmdclass={"build_py": BuildPyWithCatalogues},
 )

@@ -40,7 +40,8 @@ def templates_dir() -> Path:
         package = importlib.import_module("intake.templates")
     except ImportError:
         raise MissingResources(
-            f"The intake's page templates are not installed; {REINSTALL}."
+            f"This installation of the intake lacks the page templates (intake.templates); "
+            f"{REINSTALL}."
         ) from None
     return Path(next(iter(package.__path__))).resolve()
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import click
-from werkzeug.serving import WSGIRequestHandler, _log, run_simple
 
 from intake.cli.common import info
 from intake.config import Settings, settings_from_env
@@ -17,20 +16,29 @@ from intake.crypto import keyring as kr
 from intake.errors import IntakeError
 
 
-class AddressFreeHandler(WSGIRequestHandler):
-    """The development server's request log, without the client address or the time."""
+def address_free_handler() -> type:
+    """The development server's request log, without the client address or the time.
 
-    def log(self, type: str, message: str, *args: object) -> None:
-        _log(type, message % args)
+    Made when a server starts: `intake --help` and the reviewers' commands import no server.
+    """
+    from werkzeug.serving import WSGIRequestHandler, _log
+
+    class AddressFreeHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: object) -> None:
+            _log(type, message % args)
+
+    return AddressFreeHandler
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
     from intake.storage import db
     from intake.web.app import build_app
 
     db.upgrade(settings.database_url)
     app = build_app(settings)
-    run_simple(host, port, app, threaded=True, request_handler=AddressFreeHandler)
+    run_simple(host, port, app, threaded=True, request_handler=address_free_handler())
 
 
 @click.command("serve")
