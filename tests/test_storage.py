@@ -54,6 +54,8 @@ ALLOWED = {
     "submissions": {"id", "received_on", "size", "keyring_version", "state"},
     "keyring_state": {"id", "highest_version"},
     "uploads": {"id", "size", "received", "keyring_version", "expires_hour", "state"},
+    "export_challenges": {"bundle_id", "recipient_id", "public_key", "exported_on"},
+    "submission_acks": {"submission_id", "recipient_id"},
 }
 
 # The database and the file system are slower than Hypothesis' default deadline;
