@@ -41,6 +41,7 @@ from hostile.bundles import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, event, insert, select
+from test_storage import clean_postgres, postgres_url_or_skip
 
 from intake.cli import main
 from intake.crypto.envelope import encrypt_bytes
@@ -48,7 +49,7 @@ from intake.errors import IntakeError
 from intake.review.importer import import_bundle
 from intake.storage import db
 from intake.storage.blobs import BlobStore
-from intake.storage.models import ExportChallenge, Submission, SubmissionAck
+from intake.storage.models import Base, ExportChallenge, Submission, SubmissionAck
 from intake.storage.submissions import record_submission
 from intake.transfer.ackfile import Opening
 from intake.transfer.server_side import export_bundles
@@ -324,9 +325,9 @@ def test_any_cut_or_flipped_byte_ends_in_a_sentence_or_an_import_and_stays_small
 class Server:
     """A deployment with two reviewers (r0, r1), SQLite, and reports put in as blobs."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, database_url: str | None = None):
         self.deployment = Deployment(tmp / "keys").setup(recipients=2)
-        self.settings = make_settings(tmp / "var", self.deployment)
+        self.settings = make_settings(tmp / "var", self.deployment, database_url=database_url)
         self.store = BlobStore(self.settings.blob_dir)
         self.sessions = db.make_session_factory(db.make_engine(self.settings.database_url))
         self.tmp = tmp
@@ -381,9 +382,12 @@ def opening(cases: Path, bundle_id: str, recipient_id: str) -> Opening:
     return Opening(bundle_id, recipient_id, base64.b64decode(entry["challenge"]))
 
 
-@pytest.fixture
-def server(tmp_path) -> Server:
-    return Server(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request, tmp_path) -> Server:
+    """On SQLite always; on PostgreSQL when INTAKE_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        return Server(tmp_path)
+    return Server(tmp_path, clean_postgres(postgres_url_or_skip()))
 
 
 @pytest.fixture
@@ -510,8 +514,15 @@ def test_an_ack_without_a_bundle_acks_nothing_and_still_proves_who_wrote_it(
 
 
 def test_the_server_keeps_no_challenge_only_its_public_key(server, ack_world):
-    database = Path(server.settings.database_url.removeprefix("sqlite:///"))
-    stored = b"".join(p.read_bytes() for p in database.parent.glob("intake.db*"))
+    with server.sessions() as session:  # every value of every row, as text
+        stored = "\n".join(
+            repr(tuple(row))
+            for table in Base.metadata.sorted_tables
+            for row in session.execute(select(table))
+        ).encode()
+    if server.settings.database_url.startswith("sqlite:///"):  # and the files themselves
+        database = Path(server.settings.database_url.removeprefix("sqlite:///"))
+        stored += b"".join(p.read_bytes() for p in database.parent.glob("intake.db*"))
     for opened in ack_world.openings.values():
         for form in (opened.challenge, opened.challenge.hex().encode(),
                      base64.b64encode(opened.challenge)):
@@ -567,8 +578,9 @@ def sqlite_default_variable_limit():
 
 @pytest.mark.slow
 def test_export_of_50000_waiting_rows_stays_within_sqlite_s_variable_limit(
-    server, intake, sqlite_default_variable_limit
+    tmp_path, intake, sqlite_default_variable_limit
 ):
+    server = Server(tmp_path)
     count = 50_000
     ids = [secrets.token_hex(16) for _ in range(count)]
     blob = junk_age_file(100)

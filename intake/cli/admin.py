@@ -74,6 +74,7 @@ def _show_waiting(settings, quorum: int) -> None:
 @click.option(
     "--quorum",
     default=None,
+    metavar="M",
     help="Distinct reviewers whose proven acks a submission needs before it is deleted "
     "[default: INTAKE_ACK_QUORUM, else 1].",
 )
