@@ -605,3 +605,20 @@ def test_hand_made_members_really_are_what_they_claim(tmp_path):
     with tarfile.open(path) as tar:
         a, b = tar.getmembers()
     assert a.isreg() and a.size == 10 and b.issym() and b.linkname == "/x"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "missing"])
+def test_a_bundle_path_that_is_no_file_gets_a_sentence_and_never_blocks(kind, kit, tmp_path,
+                                                                         intake):
+    path = {"fifo": tmp_path / "fifo.tar", "device": Path("/dev/zero"),
+            "folder": tmp_path, "missing": tmp_path / "nowhere.tar"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    status, _, err = intake("review", "import", str(path), "--identity",
+                            str(kit.identity_file()), "--cases", str(tmp_path / "cases"))
+    if kind == "folder":  # click refuses it first, as a usage error
+        assert status == 2 and "is a directory" in err
+        return
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert {"fifo": "not a regular file", "device": "not a regular file",
+            "missing": "There is no bundle"}[kind] in err

@@ -28,6 +28,7 @@ import binascii
 import json
 import os
 import re
+import stat
 import tarfile
 from dataclasses import dataclass
 from datetime import date
@@ -68,6 +69,19 @@ _CHALLENGE_KEYS = {"recipient_id", "ciphertext"}
 #: Member types a bundle may hold: plain regular files (GNU sparse and
 #: contiguous files are "regular" to `tarfile.TarInfo.isreg`, not here).
 _PLAIN_FILE = (tarfile.REGTYPE, tarfile.AREGTYPE)
+#: Headers that `tarfile` reads whole into memory before the member they
+#: describe (long names, PAX records); bundles from `intake export` have none.
+_EXTENSIONS = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
+MAX_EXTENSION = 64 * 1024
+MAX_EXTENSIONS_PER_MEMBER = 4
+#: What `tarfile` raises besides TarError on a malformed header or PAX record.
+_TAR_FAILURES = (tarfile.TarError, EOFError, ValueError, OverflowError, UnicodeError)
 
 AGAIN = "copy it again, or ask the admin to export again (`intake export --all`)"
 
@@ -245,11 +259,14 @@ class BundleReader:
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
-            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 (closed by close())
+            kind = os.stat(self.path).st_mode
         except FileNotFoundError:
             raise BundleError(f"There is no bundle at {self.path}.") from None
-        except IsADirectoryError:
-            raise BundleError(f"{self.path} is a folder; give the bundle's .tar file.") from None
+        if stat.S_ISDIR(kind):
+            raise BundleError(f"{self.path} is a folder; give the bundle's .tar file.")
+        if not stat.S_ISREG(kind):  # a FIFO would block, a device never end
+            raise BundleError(f"{self.path} is not a regular file; give the bundle's .tar file.")
+        self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 (closed by close())
         try:
             self._length = os.fstat(self._file.fileno()).st_size
             self._archive = self._open_tar()
@@ -263,20 +280,54 @@ class BundleReader:
             raise
 
     def _open_tar(self) -> tarfile.TarFile:
+        if self._length == 0:
+            raise BundleError(f"{self.path} is empty; {AGAIN}.")
+        self._check_header_at(0)  # tarfile.open parses the first member at once
         try:
             return tarfile.open(fileobj=self._file, mode="r:")
-        except tarfile.TarError:
-            if self._length == 0:
-                raise BundleError(f"{self.path} is empty; {AGAIN}.") from None
+        except _TAR_FAILURES:
             raise BundleError(
                 f"{self.path} is not an intake export bundle (not a tar file), or it is cut "
                 f"short; {AGAIN}."
             ) from None
 
+    def _check_header_at(self, offset: int) -> None:
+        """Refuse, before `tarfile` parses them, the headers it would expand in memory.
+
+        An old-GNU sparse header makes it read an unbounded chain of sparse
+        maps, and long-name and PAX headers are read whole: a sparse member
+        is refused at once, an extended header larger than `MAX_EXTENSION`
+        too, and a PAX record that declares a sparse file.
+        """
+        for _ in range(MAX_EXTENSIONS_PER_MEMBER + 1):
+            block = os.pread(self._file.fileno(), tarfile.BLOCKSIZE, offset)
+            if len(block) < tarfile.BLOCKSIZE:
+                return  # the end, or cut short: tarfile says which
+            kind = block[156:157]
+            if kind == tarfile.GNUTYPE_SPARSE:
+                raise BundleError("The bundle holds a special or sparse file; it was refused.")
+            if kind not in _EXTENSIONS:
+                return
+            try:
+                size = tarfile.nti(block[124:136])
+            except _TAR_FAILURES:
+                return  # a malformed header: tarfile refuses it
+            if not 0 <= size <= MAX_EXTENSION:
+                raise BundleError(
+                    "The bundle holds an oversized extended tar header; it was refused."
+                )
+            record = os.pread(self._file.fileno(), size, offset + tarfile.BLOCKSIZE)
+            if b"GNU.sparse." in record:
+                raise BundleError("The bundle holds a sparse file; it was refused.")
+            offset += tarfile.BLOCKSIZE + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        raise BundleError("The bundle holds a chain of extended tar headers; it was refused.")
+
     def _next(self) -> tarfile.TarInfo | None:
+        if self._archive.firstmember is None:  # tarfile.open took the first one already
+            self._check_header_at(self._archive.offset)
         try:
             return self._archive.next()
-        except (tarfile.TarError, EOFError):
+        except _TAR_FAILURES:
             raise BundleError(
                 f"The bundle is damaged or cut short (was the USB stick removed before the "
                 f"copy finished?); {AGAIN}."

@@ -471,6 +471,27 @@ def _pax_sparse(kit: Kit) -> Path:
     return kit.write(manifest, members)
 
 
+def _extension_header(kind: bytes, size: int) -> bytes:
+    info = tarfile.TarInfo("././@LongLink")
+    info.type, info.size, info.mtime = kind, size, 0
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def _a_long_name_of_2_gib(kit: Kit) -> Path:
+    """A GNU long-name header that would make tarfile read 2 GiB into memory."""
+    manifest, members = kit.parts([kit.report("one")])
+    members.insert(0, Member("x", header=_extension_header(tarfile.GNUTYPE_LONGNAME, 2**31)))
+    return kit.write(manifest, members)
+
+
+def _a_chain_of_pax_headers(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("one")])
+    record = b"20 comment=xxxxxxxx\n"
+    chain = [Member("x", data=record, header=_extension_header(tarfile.XHDTYPE, len(record)))
+             for _ in range(6)]
+    return kit.write(manifest, [*chain, *members])
+
+
 def _challenge_not_base64(kit: Kit) -> Path:
     manifest, members = kit.parts([kit.report("one")])
     manifest["challenges"][0]["ciphertext"] = "not base64!"
@@ -547,6 +568,8 @@ BUNDLES: dict[str, tuple[Callable[[Kit], Path], Expect]] = {
     "a contiguous file": (_as_link(tarfile.CONTTYPE), Expect(1, "special or sparse file")),
     "a GNU sparse member of 200 MiB": (gnu_sparse_bundle, Expect(1, "special or sparse file")),
     "a PAX sparse member of 200 MiB": (_pax_sparse, Expect(1, "sparse file")),
+    "a long name of 2 GiB": (_a_long_name_of_2_gib, Expect(1, "oversized extended tar header")),
+    "a chain of PAX headers": (_a_chain_of_pax_headers, Expect(1, "chain of extended tar headers")),
     "a challenge that is not base64": (_challenge_not_base64, Expect(1, "malformed challenge")),
     "a manifest field this version does not know": (_unknown_manifest_field, Expect(
         1, "fields this version does not know")),
