@@ -492,6 +492,9 @@ def test_the_quorum_flag_wins_over_the_environment_and_bad_values_get_a_sentence
         status, _, err = intake("purge", "--ack", str(ack),
                                 env={**server.env, "INTAKE_ACK_QUORUM": value})
         assert status == 1 and "INTAKE_ACK_QUORUM" in err
+    status, _, err = intake("export", "--out", str(server.tmp / "o"),
+                            env={**server.env, "INTAKE_ACK_QUORUM": "3"})
+    assert status == 0 and "the quorum is 3 but the keyring has only 2 active" in err
     status, _, err = intake("purge", "--ack", str(ack), "--quorum", "1",
                             env={**server.env, "INTAKE_ACK_QUORUM": "3"})
     assert status == 0 and "2 deleted" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -61,6 +62,12 @@ def _show_waiting(settings, quorum: int) -> None:
         info(f"  {count} need {needed} more reviewer ack(s)")
     for recipient_id, count in sorted(waiting.unacked_by.items()):
         info(f"  {count} not yet acked by {terminal_safe(recipient_id)}")
+    if waiting.unacked_by and quorum > len(waiting.unacked_by):
+        info(
+            f"Warning: the quorum is {quorum} but the keyring has only "
+            f"{len(waiting.unacked_by)} active reviewer(s), so nothing can be purged; lower "
+            "INTAKE_ACK_QUORUM or add reviewers."
+        )
 
 
 @click.command("purge")
@@ -123,6 +130,8 @@ def purge(ack_path: Path, quorum: str | None, accept_unproven: bool) -> None:
             f"{result.replies_skipped} reply(ies) skipped: delivering replies is not "
             "supported yet."
         )
+    for reason, count in Counter(reason for _, reason in result.kept).most_common():
+        info(f"  {count} kept: {reason}")
     info(
         f"{len(result.deleted)} deleted, {len(result.waiting)} waiting for more reviewers, "
         f"{len(result.kept)} kept."
