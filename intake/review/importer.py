@@ -175,8 +175,7 @@ def _read_record(path: Path) -> dict[str, Any]:
     if not (
         isinstance(document, dict)
         and document.get("format") == RECORD_FORMAT
-        and isinstance(document.get("bundle"), str)
-        and BUNDLE_ID.fullmatch(document["bundle"])
+        and document.get("bundle") == path.stem
         and isinstance(document.get("sequence"), int)
         and isinstance(document.get("openings"), list)
     ):
@@ -206,14 +205,16 @@ def _openings(document: dict[str, Any]) -> list[Opening]:
 
 
 def _all_records(cases_dir: Path) -> list[dict[str, Any]]:
+    """Every readable record; a damaged one is left out (importing its bundle renews it)."""
     folder = cases_dir / BUNDLES
     if not folder.is_dir():
         return []
-    return [
-        _read_record(path)
-        for path in sorted(folder.iterdir())
-        if path.suffix == ".json" and BUNDLE_ID.fullmatch(path.stem)
-    ]
+    records = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".json" and BUNDLE_ID.fullmatch(path.stem):
+            with contextlib.suppress(IntakeError, OSError):
+                records.append(_read_record(path))
+    return records
 
 
 def _open_challenges(
@@ -231,9 +232,10 @@ def _open_challenges(
         return []
     path = _record_path(cases_dir, manifest.bundle_id)
     records = _all_records(cases_dir)
-    if path.exists():
-        for opening in _read_record(path)["openings"]:
-            opened.setdefault(opening["recipient_id"], opening["challenge"])
+    for record in records:  # openings by other identities of this store are kept
+        if record["bundle"] == manifest.bundle_id:
+            for opening in record["openings"]:
+                opened.setdefault(opening["recipient_id"], opening["challenge"])
     document = {
         "format": RECORD_FORMAT,
         "bundle": manifest.bundle_id,
