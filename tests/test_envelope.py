@@ -286,3 +286,24 @@ def test_an_unreadable_source_is_an_envelope_error(keys):
 
     with pytest.raises(EnvelopeError, match="Encryption failed"):
         envelope.encrypt_stream(Broken(), io.BytesIO(), [public(keys[0])])
+
+
+def _decrypt_error(data: bytes, identity: x25519.Identity) -> EnvelopeError:
+    with pytest.raises(EnvelopeError) as caught:
+        envelope.decrypt_stream(io.BytesIO(data), io.BytesIO(), [identity])
+    return caught.value
+
+
+def test_decryption_errors_say_whether_a_given_identity_opened_the_file(keys):
+    """The reviewer's import sorts blobs by this: not for us, versus made for us and damaged."""
+    made_for_us = envelope.encrypt_bytes(b"x" * 200_000, [public(keys[0])])
+    for_others = envelope.encrypt_bytes(b"report", [public(keys[1])])
+    assert type(_decrypt_error(for_others, keys[0])) is envelope.NoMatchingIdentity
+    not_age = b"PLAINTEXT: a report, not ciphertext\n" * 10
+    assert type(_decrypt_error(not_age, keys[0])) is envelope.UnreadableHeader
+    mac = bytearray(made_for_us)
+    at = mac.index(b"\n--- ") + 6
+    mac[at] = ord("A") if mac[at] != ord("A") else ord("B")
+    assert type(_decrypt_error(bytes(mac), keys[0])) is EnvelopeError
+    cut = made_for_us[:-1000]
+    assert type(_decrypt_error(cut, keys[0])) is EnvelopeError

@@ -46,9 +46,14 @@ def postgres_url() -> str:
     return url
 
 
-def intake_cli(data: Path, url: str, *args: str) -> subprocess.Popen:
+def intake_cli(
+    data: Path, url: str, *args: str, deployment: Deployment | None = None
+) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
     env.update(INTAKE_DATA_DIR=str(data), INTAKE_DATABASE_URL=url)
+    if deployment is not None:  # export encrypts a challenge to each reviewer of the keyring
+        env.update(INTAKE_KEYRING=str(deployment.keyring_path),
+                   INTAKE_ADMINS=str(deployment.admins_path))
     return subprocess.Popen(
         [sys.executable, "-m", "intake", *args],
         env=env,
@@ -112,12 +117,12 @@ def test_two_instances_share_one_database_and_one_export_takes_everything_once(
     assert sorted(n.split(" ")[0] for n in narratives.values()) == sorted(markers)
 
     out = tmp_path / "out"
-    export = intake_cli(data, postgres_url, "export", "--out", str(out))
+    export = intake_cli(data, postgres_url, "export", "--out", str(out), deployment=deployment)
     stdout, stderr = export.communicate(timeout=120)
     assert export.returncode == 0, stderr
     [bundle] = out.glob("*.tar")
     assert sorted(bundle_ids(bundle)) == sorted(states)
-    again = intake_cli(data, postgres_url, "export", "--out", str(out))
+    again = intake_cli(data, postgres_url, "export", "--out", str(out), deployment=deployment)
     stdout, stderr = again.communicate(timeout=120)
     assert again.returncode == 0 and "nothing new" in (stdout + stderr).lower()
     assert list(out.glob("*.tar")) == [bundle]
@@ -164,7 +169,8 @@ def test_two_admins_racing_never_export_a_report_twice(tmp_path, postgres_url):
             for i in range(6):
                 assert nojs_submit(base, f"race-{round_}-{i}").status_code == 303
             runs = [
-                intake_cli(where, postgres_url, "export", "--out", str(tmp_path / f"out-{n}"))
+                intake_cli(where, postgres_url, "export", "--out", str(tmp_path / f"out-{n}"),
+                           deployment=deployment)
                 for n, where in enumerate((data, other))
             ]
             for run in runs:

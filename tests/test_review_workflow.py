@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 from helpers import Deployment, form_tokens, make_settings, valid_report
 
 from intake.config import Settings
@@ -45,7 +46,12 @@ def submit(client, files=(), **fields):
 
 def intake(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
-    env.update(INTAKE_DATA_DIR=str(settings.data_dir), INTAKE_DATABASE_URL=settings.database_url)
+    env.update(
+        INTAKE_DATA_DIR=str(settings.data_dir),
+        INTAKE_DATABASE_URL=settings.database_url,
+        INTAKE_KEYRING=str(settings.keyring_path),
+        INTAKE_ADMINS=str(settings.admins_path),
+    )
     return subprocess.run(
         [sys.executable, "-m", "intake", *args],
         env=env,
@@ -143,13 +149,39 @@ def test_the_whole_air_gap_cycle(world):
     )
     assert acked.returncode == 0, acked.stderr
     ack = json.loads(ack_path.read_text())
-    assert ack["format"] == "intake-ack/v1" and len(ack["submissions"]) == 3
+    assert ack["format"] == "intake-ack/v2" and len(ack["submissions"]) == 3
+    assert ack["reviewer"] == "r0" and [p["recipient_id"] for p in ack["proofs"]] == ["r0"]
+    assert ack["replies"] == []
     purged = intake(settings, "purge", "--ack", str(ack_path))
     assert purged.returncode == 0, purged.stderr
-    assert "3 deleted, 0 kept" in purged.stderr
+    assert "3 deleted, 0 waiting for more reviewers, 0 kept" in purged.stderr
+    assert "Proven reviewers: r0." in purged.stderr
     assert rows(settings) == {} and list(settings.blob_dir.glob("*.age")) == []
     twice = intake(settings, "purge", "--ack", str(ack_path))
-    assert twice.returncode == 1 and "0 deleted, 3 kept" in twice.stderr
+    assert twice.returncode == 1
+    assert "0 deleted, 0 waiting for more reviewers, 3 kept" in twice.stderr
+
+
+def test_the_age_tool_still_opens_an_exported_submission(world):
+    """Interoperability holds through export: `age -d -i KEY blob | tar -x` gives the report."""
+    age = require_tool("age")
+    _, settings, client, identity, tmp = world
+    submit(client, narrative="read me with age", files=[("note.txt", b"plain words")])
+    bundle = export(settings, tmp / "usb")
+    with tarfile.open(bundle) as tar:
+        [member] = [m for m in tar.getmembers() if m.name.startswith("submissions/")]
+        blob = tar.extractfile(member).read()
+    (tmp / "blob.age").write_bytes(blob)
+    opened = subprocess.run(
+        [age, "-d", "-i", str(identity), str(tmp / "blob.age")], capture_output=True, timeout=60
+    )
+    assert opened.returncode == 0, opened.stderr
+    with tarfile.open(fileobj=io.BytesIO(opened.stdout)) as container:
+        files = {m.name: container.extractfile(m).read() for m in container.getmembers()}
+    report = json.loads(files["report.json"])
+    assert report["fields"]["narrative"] == "read me with age"
+    [path] = [name for name in files if name.startswith("attachments/")]
+    assert files[path] == b"plain words"
 
 
 def test_purge_never_deletes_what_was_not_exported_or_does_not_match(world):
@@ -163,10 +195,10 @@ def test_purge_never_deletes_what_was_not_exported_or_does_not_match(world):
             {"format": "intake-ack/v1", "submissions": [{"id": submission_id, "sha256": sha}]}
         )
     )
-    result = intake(settings, "purge", "--ack", str(ack))
+    result = intake(settings, "purge", "--ack", str(ack), "--accept-unproven")
     assert result.returncode == 1 and "not exported" in result.stderr
     export(settings, tmp / "usb")
-    result = intake(settings, "purge", "--ack", str(ack))
+    result = intake(settings, "purge", "--ack", str(ack), "--accept-unproven")
     assert result.returncode == 1 and "hash does not match" in result.stderr
     assert rows(settings) == {submission_id: "exported"}
 
@@ -205,7 +237,7 @@ def test_a_changed_byte_is_quarantined_and_the_rest_imported(world):
         str(tmp / "cases"),
     )
     assert (
-        result.returncode == 1 and "1 added" in result.stderr and "1 quarantined" in result.stderr
+        result.returncode == 4 and "1 added" in result.stderr and "1 quarantined" in result.stderr
     )
     assert len(list((tmp / "cases" / ".quarantine").glob("*.age"))) == 1
 
@@ -314,9 +346,7 @@ def test_hostile_containers_are_quarantined_and_nothing_escapes(world, kind):
     result = intake(
         settings, "review", "import", str(bad), "--identity", str(identity), "--cases", str(cases)
     )
-    assert (
-        result.returncode == 1 and "1 added" in result.stderr and "1 quarantined" in result.stderr
-    )
+    assert result.returncode == 4 and "1 added" in result.stderr and "1 refused" in result.stderr
     assert not (tmp / "evil").exists() and not (cases / "evil").exists()
     assert not (cases / ("e" * 32)).exists()
 

@@ -28,7 +28,30 @@ def review() -> None:
     """The reviewers' side, on the air-gapped machine."""
 
 
-@review.command("import")
+#: `intake review import`'s exit statuses (documented in docs/reviewers.md and --help).
+#: 1 and 2 are the command line's own: a one-sentence refusal, and click's usage errors.
+EXIT_IMPORTED = 0
+EXIT_NOTHING_IMPORTED = 1
+EXIT_NOT_FOR_THESE_IDENTITIES = 3
+EXIT_SET_ASIDE = 4
+
+IMPORT_HELP = """Decrypt a bundle into the case store.
+
+\b
+Exit status:
+  0  every submission was imported, or was already in the case store
+  1  nothing was imported: the bundle is damaged or not a bundle, the
+     identity or passphrase is wrong, or no given identity opens any
+     report in the bundle (one sentence says which)
+  2  the command line is wrong (a missing option or argument)
+  3  some submissions are not for these identities (counted, nothing of
+     them copied); every other one was imported
+  4  some submissions were quarantined (damaged) or refused (broke the
+     rules); every other one was imported; see CASES/.quarantine/
+"""
+
+
+@review.command("import", help=IMPORT_HELP)
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--identity",
@@ -39,34 +62,59 @@ def review() -> None:
 @passphrase_file_option
 @cases_option
 def import_(bundle: Path, identity: Path, passphrase_file: Path | None, cases_dir: Path) -> None:
-    """Decrypt a bundle into the case store."""
+    from intake.cli.terminal import terminal_safe
     from intake.crypto.identity import load_identities
     from intake.review.importer import import_bundle, read_bundle
 
-    read_bundle(bundle)[0].close()  # a damaged bundle fails before the passphrase is asked
+    read_bundle(bundle).close()  # a damaged bundle fails before the passphrase is asked
     identities = load_identities(identity, passphrase_source(passphrase_file, what=str(identity)))
     result = import_bundle(bundle, identities, cases_dir, terminal_progress("Importing"))
     for submission_id, reason in result.quarantined:
-        info(f"quarantined {submission_id}: {reason}")
+        info(f"quarantined {submission_id}: {terminal_safe(reason)}")
+    for submission_id, reason in result.refused:
+        info(f"refused     {submission_id}: {terminal_safe(reason)}")
     info(
         f"{len(result.added)} added, {len(result.already)} already in the case store, "
-        f"{len(result.quarantined)} quarantined (in {cases_dir / '.quarantine'})."
+        f"{len(result.not_for_these_identities)} not for these identities, "
+        f"{len(result.quarantined)} quarantined, {len(result.refused)} refused."
     )
-    if result.quarantined:
-        sys.exit(1)
+    if result.set_aside:
+        info(f"What was set aside, as it arrived, and why: {cases_dir / '.quarantine'}")
+    if result.bundle_id is not None and not result.challenges_opened:
+        info(
+            "No challenge in this bundle is for your identity, so an ack from you will not "
+            "count on the server; ask the admins whether the keyring lists your key."
+        )
+    if result.set_aside:
+        sys.exit(EXIT_SET_ASIDE)
+    if result.not_for_these_identities:
+        sys.exit(EXIT_NOT_FOR_THESE_IDENTITIES)
 
 
-@review.command("ack")
-@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
+ACK_HELP = """Write the signed return file (intake-ack/v2) for the server's purge.
+
+With BUNDLE, it acknowledges the submissions of BUNDLE that are safely in
+the case store, with a proof that your identity opened the bundle. Without
+BUNDLE it acknowledges nothing and carries only replies (proven with the
+bundle imported last).
+"""
+
+
+@review.command("ack", help=ACK_HELP)
+@click.argument("bundle", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @cases_option
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
-def ack(bundle: Path, cases_dir: Path, out: Path | None) -> None:
-    """Write the ack for what of BUNDLE is safely in the case store."""
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the return file here instead of to standard output.")
+def ack(bundle: Path | None, cases_dir: Path, out: Path | None) -> None:
+    from intake.cli.terminal import terminal_safe
     from intake.review.importer import make_ack
 
     document = make_ack(bundle, cases_dir)
     write_document(json.dumps(document, indent=1) + "\n", out)
-    info(f"Acknowledged {len(document['submissions'])} submission(s).")
+    info(
+        f"Acknowledged {len(document['submissions'])} submission(s) as reviewer "
+        f"{terminal_safe(document['reviewer'])}, with {len(document['replies'])} reply(ies)."
+    )
 
 
 def _cases(cases_dir: Path):

@@ -26,6 +26,14 @@ from intake.errors import EnvelopeError, IdentityError
 from intake.limits import MAX_RECIPIENTS
 
 
+class NoMatchingIdentity(EnvelopeError):
+    """No given identity unwraps any stanza: the file was made for other keys."""
+
+
+class UnreadableHeader(EnvelopeError):
+    """The header is not one any identity could open (malformed, truncated, a bad share)."""
+
+
 def parse_recipient(text: str) -> x25519.Recipient:
     """Parse an ``age1...`` X25519 recipient, or say why it is not one."""
     text = text.strip()
@@ -89,12 +97,12 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, identities: Sequence[x25519.Ide
     try:
         pyrage.decrypt_io(src, dst, list(identities))
     except pyrage.DecryptError as exc:
-        raise EnvelopeError(_decrypt_reason(str(exc))) from None
+        raise _decrypt_error(str(exc)) from None
     except OSError as exc:
         if exc.errno is not None:  # a real I/O failure of src or dst, not of the ciphertext
             raise
         # rage reports a failed payload chunk (altered, cut or extended) as an I/O error.
-        raise EnvelopeError(_decrypt_reason("payload")) from None
+        raise _decrypt_error("payload") from None
 
 
 def decrypt_bytes(data: bytes, identities: Sequence[x25519.Identity]) -> bytes:
@@ -102,13 +110,28 @@ def decrypt_bytes(data: bytes, identities: Sequence[x25519.Identity]) -> bytes:
     try:
         return pyrage.decrypt(data, list(identities))
     except pyrage.DecryptError as exc:
-        raise EnvelopeError(_decrypt_reason(str(exc))) from None
+        raise _decrypt_error(str(exc)) from None
 
 
-def _decrypt_reason(detail: str) -> str:
+def _decrypt_error(detail: str) -> EnvelopeError:
+    """The error for rage's `detail`, classed by what it shows about the identities.
+
+    `NoMatchingIdentity` and `UnreadableHeader` mean that no given identity
+    opened the file. A plain `EnvelopeError` means one did (a file key was
+    unwrapped, then the header MAC or the payload failed): the file was made
+    for these keys and was damaged or altered.
+    """
     lowered = detail.lower()
     if "no matching keys" in lowered or "no identity matched" in lowered:
-        return "None of the given identities can open this file; it was encrypted to other keys."
+        return NoMatchingIdentity(
+            "None of the given identities can open this file; it was encrypted to other keys."
+        )
+    header = "This is not an intact age file (its header is damaged, truncated or missing)."
+    altered = "The file is truncated or was altered after encryption; it cannot be trusted."
+    if "mac" in lowered:
+        return EnvelopeError(header)
+    if detail == "payload":
+        return EnvelopeError(altered)
     if "header" in lowered or "invalid" in lowered or "failed to fill" in lowered:
-        return "This is not an intact age file (its header is damaged, truncated or missing)."
-    return "The file is truncated or was altered after encryption; it cannot be trusted."
+        return UnreadableHeader(header)
+    return UnreadableHeader(altered)

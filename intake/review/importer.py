@@ -1,96 +1,254 @@
 """`intake review import` and `intake review ack`, on the air-gapped machine.
 
-Import checks the bundle's shape first (the manifest, and exactly the files
-it lists), then for each submission: its sha256 against the manifest, age
-decryption with the reviewer's identity, safe extraction of the container,
-and a case folder built in a temporary folder and renamed into place. A blob
-that fails any step is quarantined and reported; the rest go on. Importing
+Import first checks the bundle as a whole (`intake.transfer.bundle`: the
+manifest, then every member's type and size, before a byte is copied); a
+bundle that fails is refused with one sentence and nothing is written. Then
+each submission is taken on its own, and sorted by what can be observed
+(X25519 stanzas do not name their recipient):
+
+- **not for these identities**: no given identity opens its header. Nothing
+  of it is copied; it is counted.
+- **quarantined** (opened, then damaged): its sha256 differs from the
+  manifest, or its payload is cut short or altered. The ciphertext, exactly
+  as it arrived, and a note go to ``<cases>/.quarantine/``.
+- **refused** (opened, but breaks the rules): the container is refused by
+  `extract_container`, or report.json fails `intake.schema.report_problems`.
+  The same: the ciphertext as it arrived and a note naming the reason.
+- otherwise the case is built in a staging folder and renamed into place.
+
+Nothing kept is larger than what arrived: plaintext exists only in staging
+and spill files of this import, which are removed on every path. A later
+import of the same submission, filed intact, removes its quarantine entry.
+The identity is "wrong" only when it opens nothing of the bundle: no blob,
+no challenge, and nothing was already filed from it.
+
+Each challenge of the bundle that the identity opens is kept in
+``<cases>/.bundles/<bundle id>.json`` (mode 0600, written atomically), so
+that `make_ack` can later prove which reviewer opened the bundle. Importing
 the same bundle again adds nothing. Ack lists only what is safely filed.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
-import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pyrage import x25519
 
 from intake.crypto.container import extract_container
-from intake.crypto.envelope import decrypt_stream
-from intake.errors import IntakeError
-from intake.fsutil import fsync_dir
+from intake.crypto.envelope import NoMatchingIdentity, UnreadableHeader, decrypt_stream
+from intake.errors import ContainerError, EnvelopeError, IntakeError
+from intake.fsutil import atomic_write, atomic_writer, copy_stream, fsync_dir
 from intake.review.casestore import QUARANTINE, case_ids, load_case
 from intake.review.render import render_report
-from intake.transfer.bundle import ACK_FORMAT, MAX_MANIFEST, member_name, parse_manifest
+from intake.schema import report_problems
+from intake.transfer import proof
+from intake.transfer.ackfile import Opening, build_ack
+from intake.transfer.bundle import BUNDLE_ID, RECIPIENT_ID, BundleReader, Entry, Manifest
 
 Progress = Callable[[int, int], None]
+
+#: Where the challenges an identity opened are kept, one file per bundle.
+BUNDLES = ".bundles"
+RECORD_FORMAT = "intake-bundle-record/v1"
+#: Blobs up to this size are decrypted in memory; larger ones spill to a file in the store.
+IN_MEMORY = 16 * 1024 * 1024
+_STAGING = re.compile(r"\.import-[0-9a-f]{16}(\.tar)?")
+_QUARANTINED = re.compile(r"([0-9a-f]{32})\.(age|txt)")
+#: Problems of a report.json shown in a refusal note; the rest are counted.
+_SHOWN_PROBLEMS = 3
+
+
+class WrongIdentity(IntakeError):
+    """No given identity opens anything in the bundle; nothing was imported."""
 
 
 @dataclass
 class ImportResult:
+    bundle_id: str | None = None
     added: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
-    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    not_for_these_identities: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # opened, then damaged
+    refused: list[tuple[str, str]] = field(default_factory=list)  # opened, broke the rules
+    challenges_opened: list[str] = field(default_factory=list)  # recipient ids
+
+    @property
+    def set_aside(self) -> list[tuple[str, str]]:
+        return self.quarantined + self.refused
 
 
-def read_bundle(bundle: Path) -> tuple[tarfile.TarFile, list[dict]]:
-    """Open a bundle and check it holds exactly the manifest and the files it lists."""
-    try:
-        archive = tarfile.open(bundle, mode="r:")  # noqa: SIM115 (returned to the caller)
-    except FileNotFoundError:
-        raise IntakeError(f"There is no bundle at {bundle}.") from None
-    except tarfile.TarError:
-        raise IntakeError(f"{bundle} is not an intake export bundle (not a tar file).") from None
-    members = {m.name: m for m in archive.getmembers()}
-    manifest = members.get("manifest.json")
-    if manifest is None or not manifest.isreg() or manifest.size > MAX_MANIFEST:
-        archive.close()
-        raise IntakeError("The bundle has no manifest.json; it is not a complete export.")
-    entries = parse_manifest(archive.extractfile(manifest).read())
-    expected = {member_name(e["id"]) for e in entries} | {"manifest.json"}
-    missing = sorted(expected - set(members))
-    extra = sorted(set(members) - expected)
-    if missing:
-        archive.close()
-        raise IntakeError(
-            f"The bundle lacks {missing[0]} (and {len(missing) - 1} more); "
-            "export it again on the server."
-        )
-    if extra:
-        archive.close()
-        raise IntakeError(
-            f"The bundle holds a file its manifest does not list ({extra[0][:60]}); it was refused."
-        )
-    if any(not members[name].isreg() for name in expected):
-        archive.close()
-        raise IntakeError("The bundle holds a link or special file; it was refused.")
-    return archive, entries
+def read_bundle(bundle: Path) -> BundleReader:
+    """The bundle, checked whole (`BundleError` otherwise); close it, or use `with`."""
+    return BundleReader(bundle)
 
 
-def _quarantine(cases_dir: Path, entry: dict, data_path: Path | None, reason: str) -> None:
-    target = cases_dir / QUARANTINE
-    target.mkdir(mode=0o700, exist_ok=True)
-    if data_path is not None and data_path.exists():
-        shutil.move(str(data_path), target / f"{entry['id']}.age")
-    (target / f"{entry['id']}.txt").write_text(reason + "\n", encoding="utf-8")
+class _HashingReader(io.RawIOBase):
+    """Reads `source`, hashing every byte that passes (rage pulls from it)."""
+
+    def __init__(self, source: BinaryIO):
+        super().__init__()
+        self._source = source
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._source.read(len(view))
+        view[: len(data)] = data
+        self.digest.update(data)
+        return len(data)
+
+    def finish(self) -> str:
+        """Hash whatever rage did not read, and return the hex digest of the whole."""
+        while block := self._source.read(1 << 20):
+            self.digest.update(block)
+        return self.digest.hexdigest()
 
 
 def _remove_leftovers(cases_dir: Path) -> None:
-    """Staging folders of an import that was interrupted (a crash, a full disk)."""
-    for leftover in cases_dir.glob(".import-*"):
-        if leftover.is_dir():
+    """Staging folders and spill files of an import that was interrupted (a crash, a full disk)."""
+    for leftover in cases_dir.iterdir():
+        if not _STAGING.fullmatch(leftover.name):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def _sweep_quarantine(cases_dir: Path, filed: set[str]) -> None:
+    """Remove what the quarantine keeps of submissions now filed intact."""
+    quarantine = cases_dir / QUARANTINE
+    if not quarantine.is_dir():
+        return
+    removed = False
+    for path in quarantine.iterdir():
+        match = _QUARANTINED.fullmatch(path.name)
+        if match and match.group(1) in filed:
+            path.unlink(missing_ok=True)
+            removed = True
+    if removed:
+        fsync_dir(quarantine)
+
+
+def _set_aside(reader: BundleReader, cases_dir: Path, entry: Entry, reason: str) -> None:
+    """Keep the ciphertext exactly as it arrived (never more) and a note of why."""
+    quarantine = cases_dir / QUARANTINE
+    quarantine.mkdir(mode=0o700, exist_ok=True)
+    with reader.open_blob(entry.id) as src, atomic_writer(
+        quarantine / f"{entry.id}.age", mode=0o600
+    ) as out:
+        copy_stream(src, out.write, 1 << 20)
+    atomic_write(quarantine / f"{entry.id}.txt", (reason + "\n").encode("utf-8"), mode=0o600)
+
+
+# -- the record of opened challenges ----------------------------------------------------------
+
+
+def _record_path(cases_dir: Path, bundle_id: str) -> Path:
+    return cases_dir / BUNDLES / f"{bundle_id}.json"
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    damaged = IntakeError(
+        f"The record {path} is damaged; import the bundle again with your identity to renew it."
+    )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise damaged from None
+    if not (
+        isinstance(document, dict)
+        and document.get("format") == RECORD_FORMAT
+        and document.get("bundle") == path.stem
+        and isinstance(document.get("sequence"), int)
+        and isinstance(document.get("openings"), list)
+    ):
+        raise damaged
+    for opening in document["openings"]:
+        if not (
+            isinstance(opening, dict)
+            and isinstance(opening.get("recipient_id"), str)
+            and RECIPIENT_ID.fullmatch(opening["recipient_id"])
+            and isinstance(opening.get("challenge"), str)
+        ):
+            raise damaged
+        try:
+            secret = base64.b64decode(opening["challenge"], validate=True)
+        except (binascii.Error, ValueError):
+            raise damaged from None
+        if len(secret) != proof.CHALLENGE_BYTES:
+            raise damaged
+    return document
+
+
+def _openings(document: dict[str, Any]) -> list[Opening]:
+    return [
+        Opening(document["bundle"], o["recipient_id"], base64.b64decode(o["challenge"]))
+        for o in document["openings"]
+    ]
+
+
+def _all_records(cases_dir: Path) -> list[dict[str, Any]]:
+    """Every readable record; a damaged one is left out (importing its bundle renews it)."""
+    folder = cases_dir / BUNDLES
+    if not folder.is_dir():
+        return []
+    records = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".json" and BUNDLE_ID.fullmatch(path.stem):
+            with contextlib.suppress(IntakeError, OSError):
+                records.append(_read_record(path))
+    return records
+
+
+def _open_challenges(
+    manifest: Manifest, identities: Sequence[x25519.Identity], cases_dir: Path
+) -> list[str]:
+    """Open the bundle's challenges with `identities`; keep the opened ones; return whose."""
+    if manifest.bundle_id is None:
+        return []
+    opened = {}
+    for challenge in manifest.challenges:
+        secret = proof.open_challenge(challenge.ciphertext, identities)
+        if secret is not None:
+            opened[challenge.recipient_id] = base64.b64encode(secret).decode("ascii")
+    if not opened:
+        return []
+    path = _record_path(cases_dir, manifest.bundle_id)
+    records = _all_records(cases_dir)
+    for record in records:  # openings by other identities of this store are kept
+        if record["bundle"] == manifest.bundle_id:
+            for opening in record["openings"]:
+                opened.setdefault(opening["recipient_id"], opening["challenge"])
+    document = {
+        "format": RECORD_FORMAT,
+        "bundle": manifest.bundle_id,
+        # The most recent import comes last: an ack without a bundle proves with it.
+        "sequence": max((r["sequence"] for r in records), default=0) + 1,
+        "openings": [{"recipient_id": k, "challenge": v} for k, v in sorted(opened.items())],
+    }
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    atomic_write(path, json.dumps(document, indent=1).encode("utf-8"), mode=0o600)
+    return sorted(opened)
+
+
+# -- import -----------------------------------------------------------------------------------
 
 
 def import_bundle(
@@ -99,132 +257,192 @@ def import_bundle(
     cases_dir: Path,
     progress: Progress | None = None,
 ) -> ImportResult:
-    """File every submission of `bundle` as a case; see the module docstring.
+    """File every submission of `bundle` that opens as a case; see the module docstring.
 
     Cases are built in staging folders without a sync per file; once all are
     built, the file system is synced once and each case is renamed into place,
-    so a case in the store is always complete and durable.
+    so a case in the store is always complete and durable. Raises
+    `WrongIdentity` when the identities open nothing of the bundle.
     """
-    cases_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _remove_leftovers(cases_dir)
-    archive, entries = read_bundle(bundle)
-    result = ImportResult()
-    existing = case_ids(cases_dir)
-    staged: list[tuple[str, Path]] = []
-    opened_any = False
-    try:
-        with archive:
-            for index, entry in enumerate(entries, start=1):
+    with read_bundle(bundle) as reader:
+        cases_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _remove_leftovers(cases_dir)
+        existing = case_ids(cases_dir)
+        _sweep_quarantine(cases_dir, existing)
+        manifest = reader.manifest
+        result = ImportResult(bundle_id=manifest.bundle_id)
+        result.challenges_opened = _open_challenges(manifest, identities, cases_dir)
+        staged: list[tuple[str, Path]] = []
+        opened_any = False
+        try:
+            for index, entry in enumerate(manifest.entries):
                 if progress:
-                    progress(index - 1, len(entries))
-                if entry["id"] in existing:
-                    result.already.append(entry["id"])
+                    progress(index, len(manifest.entries))
+                if entry.id in existing:
+                    result.already.append(entry.id)
                     continue
                 staging = cases_dir / f".import-{secrets.token_hex(8)}"
-                outcome = _import_one(
-                    archive, entry, identities, cases_dir, staging, first=not opened_any
-                )
-                if outcome is None:
-                    staged.append((entry["id"], staging))
+                outcome = _import_one(reader, entry, identities, cases_dir, staging)
+                if outcome.opened:
                     opened_any = True
+                if outcome.kind == "added":
+                    staged.append((entry.id, staging))
+                elif outcome.kind == "not-for-us":
+                    result.not_for_these_identities.append(entry.id)
                 else:
-                    result.quarantined.append((entry["id"], outcome))
-        os.sync()  # one sync for every staged case, before any becomes visible
-        for case_id, staging in staged:
-            staging.rename(cases_dir / case_id)
-            result.added.append(case_id)
-        fsync_dir(cases_dir)
-    finally:
-        _remove_leftovers(cases_dir)
+                    _set_aside(reader, cases_dir, entry, outcome.reason)
+                    bucket = result.quarantined if outcome.kind == "damaged" else result.refused
+                    bucket.append((entry.id, outcome.reason))
+            if (
+                result.not_for_these_identities
+                and not opened_any
+                and not result.already
+                and not result.challenges_opened
+            ):
+                raise WrongIdentity(
+                    "The identity cannot open any report in this bundle; check --identity, or "
+                    "ask the admins whether the keyring lists your key (nothing was imported)."
+                )
+            if staged:
+                os.sync()  # one sync for every staged case, before any becomes visible
+            for submission_id, staging in staged:
+                os.rename(staging, cases_dir / submission_id)
+                result.added.append(submission_id)
+            if staged:
+                fsync_dir(cases_dir)
+                _sweep_quarantine(cases_dir, set(result.added))
+        finally:
+            for _, staging in staged:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
     if progress:
-        progress(len(entries), len(entries))
+        progress(len(manifest.entries), len(manifest.entries))
     return result
 
 
-#: Blobs up to this size are checked and decrypted in memory; larger ones stream via files.
-IN_MEMORY = 16 * 1024 * 1024
+@dataclass(frozen=True)
+class _Outcome:
+    kind: str  # "added", "not-for-us", "damaged", "refused"
+    opened: bool
+    reason: str = ""
+
+
+def _refusal(problems: list[str]) -> str:
+    shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+    more = len(problems) - _SHOWN_PROBLEMS
+    return f"report.json is refused: {shown}" + (f" (and {more} more)" if more > 0 else "")
 
 
 def _import_one(
-    archive: tarfile.TarFile,
-    entry: dict,
+    reader: BundleReader,
+    entry: Entry,
     identities: Sequence[x25519.Identity],
     cases_dir: Path,
     staging: Path,
-    *,
-    first: bool,
-) -> str | None:
-    """Build one case in the folder `staging`; return None, or why it was quarantined."""
-    spill = staging.with_name(staging.name + ".age")
+) -> _Outcome:
+    """Build one case in the folder `staging`, or say why not (see the module docstring)."""
     plain_spill = staging.with_name(staging.name + ".tar")
-    digest = hashlib.sha256()
-    with archive.extractfile(member_name(entry["id"])) as src:
-        if entry["size"] <= IN_MEMORY:
-            blob: bytes | None = src.read(IN_MEMORY + 1)
-            digest.update(blob)
-        else:
-            blob = None
-            with spill.open("wb") as out:
-                while block := src.read(1 << 20):
-                    digest.update(block)
-                    out.write(block)
-
-    def quarantine(reason: str) -> str:
-        if blob is not None:
-            spill.write_bytes(blob)
-        _quarantine(cases_dir, entry, spill, reason)
-        return reason
-
-    if digest.hexdigest() != entry["sha256"]:
-        return quarantine("its sha256 does not match the manifest: changed on the way")
+    plaintext: BinaryIO
+    if entry.size <= IN_MEMORY:
+        plaintext = io.BytesIO()
+    else:
+        fd = os.open(plain_spill, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        plaintext = os.fdopen(fd, "w+b")
     try:
-        if blob is not None:
-            plaintext: BinaryIO = io.BytesIO()
-            decrypt_stream(io.BytesIO(blob), plaintext, identities)
-        else:
-            plaintext = plain_spill.open("w+b")
-            with spill.open("rb") as src:
-                decrypt_stream(src, plaintext, identities)
-    except IntakeError as exc:
-        if first and "None of the given identities" in str(exc):
-            raise IntakeError(
-                "The identity cannot open the reports in this bundle; "
-                "check --identity (nothing was imported)."
-            ) from None
-        return quarantine(f"it does not decrypt: {exc}")
-    try:
-        plaintext.seek(0)
         with plaintext:
-            report = extract_container(plaintext, staging, durable=False)
-    except IntakeError as exc:
-        return quarantine(f"its container is refused: {exc}")
+            with reader.open_blob(entry.id) as blob:
+                source = _HashingReader(blob)
+                failure: EnvelopeError | None = None
+                try:
+                    decrypt_stream(source, plaintext, identities)
+                except (NoMatchingIdentity, UnreadableHeader):
+                    return _Outcome("not-for-us", opened=False)
+                except EnvelopeError as exc:
+                    failure = exc  # a file key was unwrapped: made for these keys, then damaged
+                sha256 = source.finish()
+            if sha256 != entry.sha256:
+                return _Outcome(
+                    "damaged", True, "its sha256 does not match the manifest: changed on the way"
+                )
+            if failure is not None:
+                return _Outcome("damaged", True, f"it does not decrypt: {failure}")
+            plaintext.seek(0)
+            try:
+                report = extract_container(plaintext, staging, durable=False)
+            except ContainerError as exc:
+                return _Outcome("refused", True, f"its container is refused: {exc}")
     finally:
         plain_spill.unlink(missing_ok=True)
-        spill.unlink(missing_ok=True)
+    problems = report_problems(report.document)
+    if problems:
+        shutil.rmtree(staging, ignore_errors=True)
+        return _Outcome("refused", True, _refusal(problems))
+    try:
+        _write_case_files(staging, entry, report.document)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _Outcome("added", True)
+
+
+def _write_case_files(staging: Path, entry: Entry, document: dict[str, Any]) -> None:
     meta = {
-        "case_id": entry["id"],
-        "received_on": entry["received_on"],
-        "keyring_version": entry["keyring_version"],
-        "sha256": entry["sha256"],
+        "case_id": entry.id,
+        "received_on": entry.received_on,
+        "keyring_version": entry.keyring_version,
+        "sha256": entry.sha256,
     }
     (staging / "case.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     html = render_report(
-        "IC-" + entry["id"][:8].upper(),
-        entry["received_on"],
-        entry["keyring_version"],
-        report.document,
+        "IC-" + entry.id[:8].upper(), entry.received_on, entry.keyring_version, document
     )
     (staging / "report.html").write_text(html, encoding="utf-8")
+
+
+# -- ack --------------------------------------------------------------------------------------
+
+
+def _filed_sha256(cases_dir: Path, case_id: str) -> str | None:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return load_case(cases_dir / case_id).sha256
     return None
 
 
-def make_ack(bundle: Path, cases_dir: Path) -> dict:
-    """The ack for the bundle's submissions that are filed in the case store, hash checked."""
-    archive, entries = read_bundle(bundle)
-    archive.close()
+def make_ack(bundle: Path | None, cases_dir: Path) -> dict[str, Any]:
+    """The signed return file (``intake-ack/v2``, see `intake.transfer.ackfile`).
+
+    With `bundle`: it acks the bundle's submissions that are filed in the case
+    store with the manifest's hash, proven with the challenges this store's
+    identities opened in that bundle. Without: it acks nothing and proves
+    with the most recently imported bundle (it carries only replies, of which
+    this version queues none).
+    """
+    if bundle is None:
+        records = _all_records(cases_dir)
+        if not records:
+            raise IntakeError(
+                f"No bundle was imported into {cases_dir} with an identity it was made for, so "
+                "a return file could prove nothing; import a bundle first."
+            )
+        record = max(records, key=lambda r: r["sequence"])
+        return build_ack(_openings(record), [], [])
+    with read_bundle(bundle) as reader:
+        manifest = reader.manifest
+    if manifest.bundle_id is None:
+        raise IntakeError(
+            "This bundle carries no challenge (it was made by an older server), so no proof can "
+            "be written for it; ask the admin to export again with `intake export --all`."
+        )
+    path = _record_path(cases_dir, manifest.bundle_id)
+    if not path.is_file():
+        raise IntakeError(
+            f"This bundle was not imported into {cases_dir} with an identity it was made for; "
+            "import it first with `intake review import`."
+        )
     filed = case_ids(cases_dir)
-    acked = []
-    for entry in entries:
-        if entry["id"] in filed and load_case(cases_dir / entry["id"]).sha256 == entry["sha256"]:
-            acked.append({"id": entry["id"], "sha256": entry["sha256"]})
-    return {"format": ACK_FORMAT, "submissions": acked}
+    acked = [
+        (e.id, e.sha256)
+        for e in manifest.entries
+        if e.id in filed and _filed_sha256(cases_dir, e.id) == e.sha256
+    ]
+    return build_ack(_openings(_read_record(path)), acked, [])

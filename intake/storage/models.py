@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 #: A submission's life: received, then exported in a bundle, then purged after the ack.
@@ -93,3 +93,42 @@ class Upload(Base):
     keyring_version: Mapped[int] = mapped_column(Integer)
     expires_hour: Mapped[int] = mapped_column(Integer)  # hours since the epoch, UTC
     state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+
+
+class ExportChallenge(Base):
+    """What the server keeps of one reviewer's challenge in one bundle, to check a proof.
+
+    The Ed25519 public key that the challenge seeds (a one-way image of it:
+    the challenge itself is never stored), the bundle and recipient it was
+    made for, and the day of the export. Nothing here names a submission.
+    Rows older than `intake.transfer.server_side.CHALLENGE_DAYS` are deleted.
+    """
+
+    __tablename__ = "export_challenges"
+
+    bundle_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    recipient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # base64 of 32 bytes
+    exported_on: Mapped[date] = mapped_column(Date)  # the day only, never a time
+
+    @validates("exported_on")
+    def _only_a_day(self, _key: str, value: date) -> date:
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise TypeError("exported_on is a day (datetime.date), never a time")
+        return value
+
+
+class SubmissionAck(Base):
+    """A proven ack of one submission by one reviewer (a keyring recipient id).
+
+    Purge counts distinct reviewers per submission against the quorum; the
+    rows go with the submission (ON DELETE CASCADE, and purge deletes them in
+    the same transaction).
+    """
+
+    __tablename__ = "submission_acks"
+
+    submission_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
