@@ -131,7 +131,8 @@ def build_desk_app(
                 _("Too much data"), _("Nothing was changed; send less text at once.")
             ), 413
         return render_error(
-            _("This request cannot be used"), _("Nothing was changed; go back to the list of cases.")
+            _("This request cannot be used"),
+            _("Nothing was changed; go back to the list of cases."),
         ), code
 
     @app.errorhandler(Exception)
@@ -146,9 +147,13 @@ def build_desk_app(
 
 
 def reviewer_language() -> str:
-    return g.get("lang") or request.accept_languages.best_match(
-        list(LANGUAGES), default=DEFAULT_LANGUAGE
-    )
+    """The language in the path (also for a page that does not exist), else the browser's."""
+    if g.get("lang"):
+        return g.lang
+    first = request.path.split("/", 2)[1]
+    if first in LANGUAGES:
+        return first
+    return request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT_LANGUAGE)
 
 
 def current_language():

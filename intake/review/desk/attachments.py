@@ -80,7 +80,6 @@ class Attachment:
 @dataclass(frozen=True)
 class Sniffed:
     mime: str  # "" when the bytes match no known signature and are not text
-    description: str
     candidates: frozenset[str]  # every type whose signature matches equally well
 
 
@@ -166,7 +165,7 @@ def looks_like_text(head: bytes, *, complete: bool) -> bool:
 def sniff(attachment: Attachment) -> Sniffed:
     """The type the file's bytes say it is."""
     if attachment.path is None:
-        return Sniffed("", "", frozenset())
+        return Sniffed("", frozenset())
     with open_attachment(attachment) as fh:
         try:
             matches = puremagic.magic_stream(fh)
@@ -179,14 +178,10 @@ def sniff(attachment: Attachment) -> Sniffed:
         best = max(m.confidence for m in matches)
         top = [m for m in matches if m.confidence == best and m.mime_type]
         if top:
-            return Sniffed(
-                top[0].mime_type.lower(),
-                str(top[0].name)[:120],
-                frozenset(m.mime_type.lower() for m in top),
-            )
+            return Sniffed(top[0].mime_type.lower(), frozenset(m.mime_type.lower() for m in top))
     if head and looks_like_text(head, complete=complete):
-        return Sniffed(TEXT_TYPE, "UTF-8 text", frozenset({TEXT_TYPE}))
-    return Sniffed("", "", frozenset())
+        return Sniffed(TEXT_TYPE, frozenset({TEXT_TYPE}))
+    return Sniffed("", frozenset())
 
 
 def _essence(mime: str) -> str:

@@ -44,22 +44,25 @@ def _acts(ch: str, *, identifier: bool) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cs")
 
 
+_MARK = Markup('<span class="control-mark">[U+{0}]</span>')
+
+
 def shown(value: Any, *, identifier: bool = False) -> Markup:
     """`value` as inert HTML: escaped, its acting characters as visible ``[U+XXXX]`` marks."""
     text = str(value)
     for old, new in _LINE_BREAKS.items():
         text = text.replace(old, new)
-    parts: list[str] = []
+    parts: list[Markup] = []
     plain: list[str] = []
     for ch in text:
         if _acts(ch, identifier=identifier):
-            parts.append(str(escape("".join(plain))))
+            parts.append(escape("".join(plain)))
             plain = []
-            parts.append(f'<span class="control-mark">[U+{ord(ch):04X}]</span>')
+            parts.append(_MARK.format(f"{ord(ch):04X}"))
         else:
             plain.append(ch)
-    parts.append(str(escape("".join(plain))))
-    return Markup("".join(parts))  # noqa: S704 - every piece above is escaped or a fixed mark
+    parts.append(escape("".join(plain)))
+    return Markup("").join(parts)
 
 
 @dataclass

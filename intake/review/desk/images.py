@@ -145,7 +145,7 @@ class ImageReencoder:
         ]
         with self._slots:
             try:
-                done = subprocess.run(  # noqa: S603 - our own script, no shell, fixed arguments
+                done = subprocess.run(  # our own script, no shell, fixed arguments
                     command,
                     input=data,
                     capture_output=True,
