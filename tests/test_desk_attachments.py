@@ -73,7 +73,8 @@ def test_an_image_is_shown_as_a_png_without_its_exif_gps_and_the_page_lists_them
     red, green, blue = shown.getpixel((300, 20))  # the same picture: red, with white dots
     assert red > 150 and green < 100 and blue < 100
     # The page keeps, as evidence, what was removed: the camera and the place.
-    assert GPS_DECIMAL in page and CAMERA in page and "taken at the checkpoint" in page
+    assert f'(latitude, longitude): <bdi dir="ltr" class="mono">{GPS_DECIMAL}</bdi>' in page
+    assert CAMERA in page and "taken at the checkpoint" in page
     assert "Metadata removed from the shown copy" in page
     assert "still has the SHA-256 recorded at import" in page
 

@@ -112,6 +112,10 @@ def build_desk_app(
             abort(404)
         return send_file(path, mimetype="text/css", max_age=0)
 
+    @app.get("/favicon.ico")
+    def favicon() -> tuple[str, int]:
+        return "", 204
+
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[str, int]:
         return render_error(

@@ -15,7 +15,8 @@ comments, text chunks) can ride along into the PNG.
 
 Standard output: a 4-byte big-endian length, a JSON header of that length,
 then the PNG (absent when the header says ``"ok": false``). The header names
-the metadata that was removed, as bounded text, for the reviewer's evidence.
+the metadata that was removed, as bounded text, for the reviewer's evidence, and the
+GPS position it records, if any, in decimal degrees.
 Exit status 0 with a PNG, 2 with a refusal; anything else (a signal from a
 limit, a crash) is the parent's to explain.
 """
@@ -84,6 +85,20 @@ def _degrees(dms: object, ref: object) -> float | None:
     return -value if str(ref).strip("\0 ").upper() in ("S", "W") else value
 
 
+def gps_position(image) -> str | None:
+    """The EXIF GPS position as "latitude, longitude" in decimal degrees, or None."""
+    from PIL import ExifTags
+
+    gps = image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    latitude = _degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef))
+    longitude = _degrees(
+        gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef)
+    )
+    if latitude is None or longitude is None:
+        return None
+    return f"{latitude:.6f}, {longitude:.6f}"
+
+
 def removed_metadata(image) -> list[list[str]]:
     """(name, value) for every piece of metadata the PNG will not carry."""
     from PIL import ExifTags
@@ -103,12 +118,6 @@ def removed_metadata(image) -> list[list[str]]:
     gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
     for tag, value in gps.items():
         add("GPS " + ExifTags.GPSTAGS.get(tag, f"0x{tag:04X}"), value)
-    latitude = _degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef))
-    longitude = _degrees(
-        gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef)
-    )
-    if latitude is not None and longitude is not None:
-        entries.insert(0, ["GPS position", f"{latitude:.6f}, {longitude:.6f}"])
     for key, value in image.info.items():
         if key == "exif" or key in FORMAT_DETAILS:
             continue
@@ -148,6 +157,7 @@ def reencode(data: bytes, max_pixels: int, max_side: int) -> tuple[dict, bytes]:
         image.draft("RGB", (max_side, max_side))  # decode at a reduced scale where it can
     image.load()
     metadata = removed_metadata(image)
+    position = gps_position(image)
     image = ImageOps.exif_transpose(image)
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         has_alpha = "A" in image.getbands() or "transparency" in image.info
@@ -166,6 +176,7 @@ def reencode(data: bytes, max_pixels: int, max_side: int) -> tuple[dict, bytes]:
         "shown_height": plain.height,
         "frames": frames,
         "removed": metadata,
+        "gps_position": position,
     }
     return header, out.getvalue()
 

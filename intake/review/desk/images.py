@@ -13,6 +13,7 @@ memory only (never on disk), bounded in bytes, keyed by the file's SHA-256.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -84,6 +85,7 @@ class Reencoded:
     shown_height: int
     frames: int
     removed: list[tuple[str, str]]
+    gps_position: str | None  # "latitude, longitude" in decimal degrees
 
 
 @dataclass(frozen=True)
@@ -184,4 +186,11 @@ def _parse(returncode: int, out: bytes) -> Reencoded:
         shown_height=int(header["shown_height"]),
         frames=int(header.get("frames", 1)),
         removed=[(str(k), str(v)) for k, v in header.get("removed", [])],
+        gps_position=_position(header.get("gps_position")),
     )
+
+
+def _position(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value if re.fullmatch(r"-?[0-9]{1,3}\.[0-9]{6}, -?[0-9]{1,3}\.[0-9]{6}", value) else None
