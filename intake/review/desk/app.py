@@ -48,6 +48,20 @@ SESSION_KEY = "desk"
 log = logging.getLogger("intake.desk")
 
 
+def missing_files() -> list[str]:
+    """What of its own files the desk cannot find: templates, stylesheets, compiled catalogues.
+
+    Without a compiled catalogue Flask-Babel would fall back to English without a word;
+    the desk says so at start instead.
+    """
+    missing = [str(path) for path in [HERE / "templates" / "base.html", *STYLESHEETS.values()]
+               if not path.is_file()]
+    for folder in (DESK_CATALOGUES, INTAKE_CATALOGUES):
+        missing += [str(folder / lang / "LC_MESSAGES" / "messages.mo") for lang in LANGUAGES
+                    if not (folder / lang / "LC_MESSAGES" / "messages.mo").is_file()]
+    return missing
+
+
 @dataclass
 class DeskState:
     cases: DeskCases

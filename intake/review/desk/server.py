@@ -60,7 +60,14 @@ def serve_desk(cases_dir: Path, *, host: str = LOOPBACK, port: int = DEFAULT_POR
     if not cases_dir.is_dir():
         raise IntakeError(f"There is no case store at {cases_dir}; import a bundle first.")
     from intake.review.desk import create_desk_app
+    from intake.review.desk.app import missing_files
 
+    missing = missing_files()
+    if missing:
+        raise IntakeError(
+            f"This installation of the desk lacks {len(missing)} of its files (such as "
+            f"{missing[0]}); run `make translations` in a checkout, or reinstall the intake."
+        )
     app = create_desk_app(cases_dir.resolve(), port=port)
     try:
         server = make_server(
