@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin
 
 from helpers import free_port, stop_group
 
@@ -121,6 +122,19 @@ class Desk:
     login_url: str
     process: subprocess.Popen
     port: int
+    root: str = ""  # base and the desk's random path, known once signed in (`sign_in`)
+
+
+def sign_in(desk: Desk, session=None):
+    """A requests session that opened the one-time URL; sets `desk.root`."""
+    import requests
+
+    session = session or requests.Session()
+    answer = session.get(desk.login_url, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303, answer.text
+    landing = urljoin(desk.login_url, answer.headers["Location"])  # <root>/<lang>/
+    desk.root = landing.rstrip("/").rsplit("/", 1)[0]
+    return session
 
 
 def desk_env(tmp: Path) -> dict[str, str]:
@@ -160,7 +174,7 @@ class DeskClient:
     def __init__(self, app) -> None:
         self.app = app
         self.client = app.test_client()
-        self.base = f"http://127.0.0.1:{TEST_PORT}"
+        self.base = f"http://127.0.0.1:{TEST_PORT}{app.extensions['desk'].guard.path_prefix}"
 
     def get(self, path: str, **kwargs):
         return self.client.get(self.base + path, **kwargs)

@@ -10,6 +10,9 @@ full of hostile content runs nothing and reorders nothing.
 from __future__ import annotations
 
 import io
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,7 @@ def open_desk(browser, desk, lang: str, **options):
     context = browser.new_context(locale=lang, **options)
     page = context.new_page()
     page.goto(desk.login_url)
+    desk.root = page.url.rstrip("/").rsplit("/", 1)[0]  # <base>/<the desk's random path>
     return context, page
 
 
@@ -108,7 +112,8 @@ def test_the_printed_url_opens_the_desk_once_in_the_reviewers_language(store, br
     tmp, cases, ids = store
     with running_desk(cases, tmp) as desk:
         context, page = open_desk(browser, desk, lang)
-        assert page.url == f"{desk.base}/{lang}/"  # the token has left the address bar
+        # The token has left the address bar; the desk lives under a random path.
+        assert re.fullmatch(rf"{desk.base}/[A-Za-z0-9_-]{{22}}/{lang}/", page.url), page.url
         assert page.evaluate("document.documentElement.lang") == lang
         direction = page.evaluate("getComputedStyle(document.documentElement).direction")
         assert direction == ("rtl" if lang == "ar" else "ltr")
@@ -122,7 +127,7 @@ def test_the_printed_url_opens_the_desk_once_in_the_reviewers_language(store, br
         refused = other.new_page()
         answer = refused.goto(desk.login_url)
         assert answer.status == 403
-        assert refused.goto(f"{desk.base}/{lang}/").status == 403
+        assert refused.goto(f"{desk.root}/{lang}/").status == 403
         other.close()
         context.close()
 
@@ -150,7 +155,7 @@ def test_a_case_reads_in_the_reviewers_language_with_the_sources_text_as_written
         assert indicators.all_inner_texts() == FIELDS["indicators"].splitlines()
         assert indicators.first.evaluate("e => getComputedStyle(e).direction") == "ltr"
         # An English report on the same desk reads left to right inside an Arabic page.
-        page.goto(f"{desk.base}/{lang}/cases/{ids['en']}")
+        page.goto(f"{desk.root}/{lang}/cases/{ids['en']}")
         english = page.locator("dd.source-text").filter(has_text="WhatsApp")
         assert english.evaluate("e => getComputedStyle(e).direction") == "ltr"
         context.close()
@@ -160,7 +165,7 @@ def test_an_image_attachment_is_shown_re_encoded_without_its_exif_gps(store, bro
     tmp, cases, ids = store
     with running_desk(cases, tmp) as desk:
         context, page = open_desk(browser, desk, "en")
-        page.goto(f"{desk.base}/en/cases/{ids['ar']}")
+        page.goto(f"{desk.root}/en/cases/{ids['ar']}")
         page.click("text=View the image without its metadata")
         image = page.locator("figure.reencoded img")
         image.wait_for()
@@ -173,9 +178,9 @@ def test_an_image_attachment_is_shown_re_encoded_without_its_exif_gps(store, bro
         assert GPS_DECIMAL in page.locator("main").inner_text()
         assert CAMERA in page.locator("dl.metadata").inner_text()
         # The other attachments: text as text, the disguised program only to be saved.
-        page.goto(f"{desk.base}/en/cases/{ids['ar']}/attachments/2")
+        page.goto(f"{desk.root}/en/cases/{ids['ar']}/attachments/2")
         assert page.locator("pre.source-text").inner_text() == "ملاحظات\nsecond line\n"
-        page.goto(f"{desk.base}/en/cases/{ids['ar']}/attachments/3")
+        page.goto(f"{desk.root}/en/cases/{ids['ar']}/attachments/3")
         assert page.locator("img").count() == 0
         assert "Dangerzone" in page.locator("main").inner_text()
         with page.expect_download() as download:
@@ -183,6 +188,41 @@ def test_an_image_attachment_is_shown_re_encoded_without_its_exif_gps(store, bro
         assert download.value.suggested_filename == "03-invoice.pdf"
         assert Path(download.value.path()).read_bytes() == b"MZ\x90\x00" + b"\0" * 200
         context.close()
+
+
+def test_another_program_on_loopback_never_receives_the_desks_cookie(store, browser):
+    """Browsers send a host's cookies to all its ports: another local user's web server on
+    127.0.0.1 that the reviewer's browser visits must not get a cookie it could replay."""
+    received: list[tuple[str, str | None]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            received.append((self.path, self.headers.get("Cookie")))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<!doctype html><title>x</title><p>another program</p>")
+
+        def log_message(self, *args):
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    tmp, cases, ids = store
+    try:
+        with running_desk(cases, tmp) as desk:
+            context, page = open_desk(browser, desk, "en")
+            assert page.locator("table.cases").count() == 1  # signed in
+            elsewhere = f"http://127.0.0.1:{other.server_address[1]}"
+            for path in ("/", "/en/", "/login", "/favicon.ico", "/static/desk.css"):
+                page.goto(elsewhere + path)
+            assert page.goto(f"{desk.root}/en/").status == 200  # still signed in at the desk
+            context.close()
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert len(received) >= 5
+    assert [cookie for _path, cookie in received if cookie] == []
 
 
 def serious_violations(page) -> list[str]:
@@ -206,13 +246,13 @@ def test_axe_finds_no_serious_violation_on_any_desk_page(store, browser, lang):
                  f"/{lang}/cases/{ids['hostile']}/attachments/1", f"/{lang}/cases/{'0' * 32}"]
         problems = {}
         for path in paths:
-            page.goto(desk.base + path)
+            page.goto(desk.root + path)
             problems[path] = serious_violations(page)
-        page.goto(f"{desk.base}/{lang}/")
+        page.goto(f"{desk.root}/{lang}/")
         page.click("button[type=submit]")  # lock the desk
         page.wait_for_load_state()
         problems["locked"] = serious_violations(page)
-        page.goto(f"{desk.base}/{lang}/")  # no longer signed in
+        page.goto(f"{desk.root}/{lang}/")  # no longer signed in
         problems["refused"] = serious_violations(page)
         context.close()
     assert {k: v for k, v in problems.items() if v} == {}
@@ -229,14 +269,14 @@ def test_hostile_case_content_runs_nothing_and_reorders_nothing(store, browser):
         for lang in LANGUAGES:
             for path in (f"/{lang}/", f"/{lang}/cases/{ids['hostile']}",
                          f"/{lang}/cases/{ids['hostile']}/attachments/1"):
-                page.goto(desk.base + path)
+                page.goto(desk.root + path)
                 page.mouse.move(200, 400)
                 assert page.evaluate("document.scripts.length") == 0, path
                 assert page.locator("iframe, svg, main img, [onerror], [onload], "
                                     "[onmouseover]").count() == 0, path
                 text = page.locator("main").inner_text()
                 assert "\u202e" not in text and "\x1b" not in text, path
-        page.goto(f"{desk.base}/en/cases/{ids['hostile']}")
+        page.goto(f"{desk.root}/en/cases/{ids['hostile']}")
         narrative = page.locator("dd.source-text").first.inner_text()
         assert narrative.startswith("<script>alert(1)</script><img src=x onerror=alert(2)>")
         assert "[U+202E]gnp.exe[U+2067]" in narrative and "[U+001B][31m" in narrative

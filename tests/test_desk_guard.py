@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import requests
-from desk_support import desk_env, jpeg_with_gps, running_desk, write_case
+from desk_support import desk_env, jpeg_with_gps, running_desk, sign_in, write_case
 from helpers import free_port
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -41,13 +41,6 @@ def serve(tmp, *args: str) -> subprocess.CompletedProcess:
         capture_output=True, text=True, timeout=60, env=desk_env(tmp), cwd=tmp,
         stdin=subprocess.DEVNULL,
     )
-
-
-def signed_in(desk) -> requests.Session:
-    session = requests.Session()
-    answer = session.get(desk.login_url, allow_redirects=False, timeout=10)
-    assert answer.status_code == 303, answer.text
-    return session
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "localhost", "::1", "::", "192.168.1.10",  # noqa: S104
@@ -86,20 +79,22 @@ def test_a_missing_case_store_and_a_busy_port_are_one_sentence_each(store):
 def test_nothing_answers_without_the_cookie(store):
     tmp, cases, case_id = store
     with running_desk(cases, tmp) as desk:
-        for path in ("/", "/en/", f"/en/cases/{case_id}", f"/en/cases/{case_id}/attachments/1",
-                     f"/en/cases/{case_id}/attachments/1/image.png",
-                     f"/en/cases/{case_id}/attachments/2/file", "/static/desk.css",
-                     "/no-such-page", "/login"):
-            answer = requests.get(desk.base + path, timeout=10, allow_redirects=False)
-            assert answer.status_code == 403, path
-            assert "run \u201cintake review serve\u201d again" in answer.text, path
+        session = sign_in(desk)  # someone is signed in; the requests below are not
+        paths = ["/", "/en/", f"/en/cases/{case_id}", f"/en/cases/{case_id}/attachments/1",
+                 f"/en/cases/{case_id}/attachments/1/image.png",
+                 f"/en/cases/{case_id}/attachments/2/file", "/static/desk.css", "/no-such-page"]
+        urls = [desk.root + p for p in paths] + [desk.base + p for p in paths]
+        for url in [*urls, desk.base + "/login"]:
+            answer = requests.get(url, timeout=10, allow_redirects=False)
+            assert answer.status_code == 403, url
+            assert "run \u201cintake review serve\u201d again" in answer.text, url
             assert case_id not in answer.text and "MZ" not in answer.text
         # A forged cookie is no better than none.
-        forged = requests.get(desk.base + "/en/", cookies={"intake_desk": "eyJkZXNrIjoieCJ9.x.y"},
-                              timeout=10)
+        forged = requests.get(desk.root + "/en/", timeout=10,
+                              cookies={"intake_desk": "eyJkZXNrIjoieCJ9.x.y"})
         assert forged.status_code == 403
-        # The real sign-in still works afterwards.
-        assert signed_in(desk).get(desk.base + "/en/", timeout=10).status_code == 200
+        # The signed-in browser still gets in.
+        assert session.get(desk.root + "/en/", timeout=10).status_code == 200
 
 
 def test_the_token_works_once_and_leaves_the_address(store):
@@ -110,10 +105,16 @@ def test_the_token_works_once_and_leaves_the_address(store):
         assert wrong.status_code == 403
         first = requests.get(desk.login_url, timeout=10, allow_redirects=False)
         assert first.status_code == 303
-        assert "token" not in first.headers["Location"]
+        location = first.headers["Location"]
+        assert "token" not in location
+        prefix = "/" + location.split("/")[1]
+        assert re.fullmatch(r"/[A-Za-z0-9_-]{22}", prefix)  # 128 random bits
         cookie = first.headers["Set-Cookie"]
         assert cookie.startswith("intake_desk=")
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        # Scoped to the desk's random path: the browser sends it to no other program on
+        # 127.0.0.1 (cookies ignore ports) unless that program knows the path.
+        assert f"Path={prefix}/" in cookie
         assert "Expires" not in cookie and "Max-Age" not in cookie  # gone with the browser
         again = requests.get(desk.login_url, timeout=10, allow_redirects=False)
         assert again.status_code == 403
@@ -130,47 +131,47 @@ def test_the_token_works_once_and_leaves_the_address(store):
 def test_a_wrong_host_header_is_refused_even_with_the_cookie(store, host):
     tmp, cases, case_id = store
     with running_desk(cases, tmp) as desk:
-        session = signed_in(desk)
+        session = sign_in(desk)
         header = host.format(port=desk.port, other=desk.port + 1)
-        answer = session.get(f"{desk.base}/en/cases/{case_id}", headers={"Host": header},
+        answer = session.get(f"{desk.root}/en/cases/{case_id}", headers={"Host": header},
                              timeout=10)
         assert answer.status_code == 421
         assert answer.text.startswith("This desk answers only at http://127.0.0.1:")
         assert case_id not in answer.text
-        assert session.get(f"{desk.base}/en/cases/{case_id}", timeout=10).status_code == 200
+        assert session.get(f"{desk.root}/en/cases/{case_id}", timeout=10).status_code == 200
 
 
 def test_pages_of_another_site_cannot_use_the_cookie(store):
     tmp, cases, case_id = store
     with running_desk(cases, tmp) as desk:
-        session = signed_in(desk)
+        session = sign_in(desk)
         for site in ("cross-site", "same-site"):  # same-site: another port on 127.0.0.1
-            answer = session.get(f"{desk.base}/en/cases/{case_id}",
+            answer = session.get(f"{desk.root}/en/cases/{case_id}",
                                  headers={"Sec-Fetch-Site": site}, timeout=10)
             assert answer.status_code == 403 and case_id not in answer.text
-        page = session.get(f"{desk.base}/en/", timeout=10).text
+        page = session.get(f"{desk.root}/en/", timeout=10).text
         token = CSRF_FIELD.search(page).group(1)
-        answer = session.post(f"{desk.base}/en/lock", data={"csrf_token": token},
+        answer = session.post(f"{desk.root}/en/lock", data={"csrf_token": token},
                               headers={"Origin": "http://127.0.0.1:9"}, timeout=10)
         assert answer.status_code == 403
-        assert session.get(f"{desk.base}/en/", timeout=10).status_code == 200  # not locked
+        assert session.get(f"{desk.root}/en/", timeout=10).status_code == 200  # not locked
 
 
 def test_a_change_without_its_csrf_token_is_refused_and_changes_nothing(store):
     tmp, cases, _ = store
     with running_desk(cases, tmp) as desk:
-        session = signed_in(desk)
+        session = sign_in(desk)
         for data in ({}, {"csrf_token": "forged"}):
-            answer = session.post(f"{desk.base}/en/lock", data=data, timeout=10)
+            answer = session.post(f"{desk.root}/en/lock", data=data, timeout=10)
             assert answer.status_code == 400
             assert "Nothing was changed" in answer.text
-            assert session.get(f"{desk.base}/en/", timeout=10).status_code == 200
+            assert session.get(f"{desk.root}/en/", timeout=10).status_code == 200
         # With the page's token the change happens: the desk locks itself.
-        token = CSRF_FIELD.search(session.get(f"{desk.base}/en/", timeout=10).text).group(1)
-        locked = session.post(f"{desk.base}/en/lock", data={"csrf_token": token},
+        token = CSRF_FIELD.search(session.get(f"{desk.root}/en/", timeout=10).text).group(1)
+        locked = session.post(f"{desk.root}/en/lock", data={"csrf_token": token},
                               headers={"Origin": desk.base}, timeout=10)
         assert locked.status_code == 200 and "locked" in locked.text
-        assert session.get(f"{desk.base}/en/", timeout=10).status_code == 403
+        assert session.get(f"{desk.root}/en/", timeout=10).status_code == 403
 
 
 def test_every_answer_carries_the_csp_no_referrer_and_no_store(store):
@@ -181,16 +182,18 @@ def test_every_answer_carries_the_csp_no_referrer_and_no_store(store):
         login = requests.get(desk.login_url, timeout=10, allow_redirects=False)
         session = requests.Session()
         session.cookies.update(login.cookies)
+        root = desk.base + "/" + login.headers["Location"].split("/")[1]
         answers = [stranger, rebound, login] + [
-            session.get(desk.base + path, timeout=30)
+            session.get(root + path, timeout=30)
             for path in ("/", "/ar/", f"/fa/cases/{case_id}", f"/en/cases/{case_id}/attachments/1",
                          f"/en/cases/{case_id}/attachments/1/image.png",
                          f"/en/cases/{case_id}/attachments/2/file", "/static/intake.css",
-                         "/static/desk.css", "/en/no-such-page", "/xx/", "/static/js/report.js")
+                         "/static/desk.css", "/favicon.ico", "/en/no-such-page", "/xx/",
+                         "/static/js/report.js")
         ]
-        answers.append(session.post(desk.base + "/en/lock", timeout=10))
+        answers.append(session.post(root + "/en/lock", timeout=10))
     statuses = sorted({a.status_code for a in answers})
-    assert statuses == [200, 303, 400, 403, 404, 421], statuses
+    assert statuses == [200, 204, 303, 400, 403, 404, 421], statuses
     for answer in answers:
         h = answer.headers
         where = (answer.request.method, answer.url, answer.status_code)

@@ -37,8 +37,9 @@ app = create_desk_app(cases, port=8999)
 client = app.test_client()
 client.get(app.extensions["desk"].guard.login_url)
 case_id = next(p.name for p in cases.iterdir())
+root = "http://127.0.0.1:8999" + app.extensions["desk"].guard.path_prefix
 for path in ("/ar/", f"/ar/cases/{case_id}", f"/ar/cases/{case_id}/attachments/1"):
-    assert client.get("http://127.0.0.1:8999" + path).status_code == 200, path
+    assert client.get(root + path).status_code == 200, path
 print(sorted(m for m in sys.modules if m.split(".")[0] in blocked))
 """
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, g, render_template, request, send_file, session
+from flask import Flask, Response, g, render_template, request, session
 from flask_babel import Babel, format_decimal
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -91,6 +91,8 @@ def build_desk_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=False,  # plain HTTP on loopback
+        # Filled in below: only the desk's own random path gets the cookie (see guard.py).
+        SESSION_COOKIE_PATH="/",
         MAX_CONTENT_LENGTH=MAX_REQUEST,
         MAX_FORM_MEMORY_SIZE=MAX_REQUEST,
         WTF_CSRF_TIME_LIMIT=None,  # the session itself ends when the desk stops
@@ -101,6 +103,7 @@ def build_desk_app(
     )
     app.config.update(overrides or {})
     guard = DeskGuard(port)
+    app.config["SESSION_COOKIE_PATH"] = guard.path_prefix + "/"
     app.extensions["desk"] = DeskState(DeskCases(cases_dir), guard, ImageReencoder(image_limits))
     Babel(app, locale_selector=reviewer_language)
 
@@ -110,7 +113,8 @@ def build_desk_app(
 
     from intake.review.desk import views
 
-    app.register_blueprint(views.bp)
+    app.register_blueprint(views.entry)
+    app.register_blueprint(views.bp, url_prefix=guard.path_prefix)
     app.jinja_env.globals["current_language"] = current_language
     app.jinja_env.globals["languages"] = LANGUAGES
     app.jinja_env.filters["shown"] = display.shown
@@ -118,17 +122,6 @@ def build_desk_app(
     app.jinja_env.filters["decimal"] = format_decimal
     app.jinja_env.globals["language_links"] = views.language_links
     app.after_request(add_desk_headers)
-
-    @app.get("/static/<name>")
-    def stylesheet(name: str) -> Response:
-        path = STYLESHEETS.get(name)
-        if path is None:
-            abort(404)
-        return send_file(path, mimetype="text/css", max_age=0)
-
-    @app.get("/favicon.ico")
-    def favicon() -> tuple[str, int]:
-        return "", 204
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[str, int]:
@@ -168,9 +161,9 @@ def reviewer_language() -> str:
     """The language in the path (also for a page that does not exist), else the browser's."""
     if g.get("lang"):
         return g.lang
-    first = request.path.split("/", 2)[1]
-    if first in LANGUAGES:
-        return first
+    for part in request.path.split("/")[1:3]:  # /<prefix>/<lang>/…
+        if part in LANGUAGES:
+            return part
     return request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT_LANGUAGE)
 
 
@@ -203,7 +196,7 @@ def check_guard() -> Any:
             _("The desk does not accept requests from other sites; use the desk's own pages."),
             styled=False,
         ), 403
-    if request.endpoint == "desk.login":
+    if request.endpoint == "entry.login":
         return None
     if not guard.admits(session.get(SESSION_KEY)):
         return render_error(

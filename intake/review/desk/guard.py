@@ -7,6 +7,10 @@ reviewer opens can reach. `DeskGuard` keeps them out:
   random session secret held only in memory, which the desk puts in its
   HttpOnly, SameSite=Strict session cookie. Every other request must carry it
   (`admits`); `lock` forgets it, after which only a restart lets anyone in.
+- Every page lives under `path_prefix`, a random path, and the cookie is scoped
+  to it. Browsers send a host's cookies to every port of that host, so without
+  it the cookie would also go to any other program listening on 127.0.0.1 that
+  the browser visits, and that program could replay it.
 - `refusal` checks what comes before the cookie: the Host header must be
   exactly ``127.0.0.1:<port>`` (a DNS-rebinding page sends its own name), and a
   request a browser marks as coming from another site or another origin
@@ -30,6 +34,7 @@ class DeskGuard:
         self.port = port
         self.host = f"{LOOPBACK}:{port}"
         self.origin = f"http://{self.host}"
+        self.path_prefix = "/" + secrets.token_urlsafe(16)
         self._token: str | None = secrets.token_urlsafe(32)
         self._session: str | None = None
         self._lock = threading.Lock()

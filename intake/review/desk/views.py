@@ -22,6 +22,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     session,
     url_for,
 )
@@ -31,10 +32,19 @@ from intake import schema
 from intake.review.casestore import Case
 from intake.review.desk import attachments as att
 from intake.review.desk import display
-from intake.review.desk.app import SESSION_KEY, desk_state, render_error, reviewer_language
+from intake.review.desk.app import (
+    SESSION_KEY,
+    STYLESHEETS,
+    desk_state,
+    render_error,
+    reviewer_language,
+)
 from intake.review.desk.images import ImageRefused
 from intake.web.i18n import LANGUAGES
 
+#: The one page outside the desk's random path: where the printed URL leads.
+entry = Blueprint("entry", __name__)
+#: Everything else, registered under `DeskGuard.path_prefix`.
 bp = Blueprint("desk", __name__)
 
 
@@ -59,7 +69,7 @@ def language_links() -> list[tuple[Any, str, bool]]:
     args = dict(request.view_args or {})
     links = []
     for language in LANGUAGES.values():
-        if endpoint and endpoint.startswith("desk.") and endpoint != "desk.login":
+        if endpoint and current_app.url_map.is_endpoint_expecting(endpoint, "lang"):
             href = url_for(endpoint, **{**args, "lang": language.code})
         else:
             href = url_for("desk.case_list", lang=language.code)
@@ -67,7 +77,7 @@ def language_links() -> list[tuple[Any, str, bool]]:
     return links
 
 
-@bp.get("/login")
+@entry.get("/login")
 def login() -> Any:
     token = request.args.get("token", "")[:200]
     secret = desk_state().guard.exchange(token)
@@ -87,6 +97,19 @@ def login() -> Any:
 @bp.get("/")
 def home() -> Any:
     return redirect(url_for("desk.case_list", lang=reviewer_language()), code=303)
+
+
+@bp.get("/static/<name>")
+def stylesheet(name: str) -> Response:
+    path = STYLESHEETS.get(name)
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="text/css", max_age=0)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> tuple[str, int]:
+    return "", 204
 
 
 @bp.get("/<lang>/")
