@@ -26,6 +26,7 @@ from desk_support import (
     png_chunk_types,
     write_case,
 )
+from markupsafe import escape
 from PIL import Image
 
 from intake.review.desk.images import Limits
@@ -234,3 +235,23 @@ def test_report_json_cannot_point_the_desk_outside_the_case(cases, tmp_path):
         assert desk.get(f"/en/cases/{case_id}/attachments/{index}/file").status_code == 404
     assert desk.get(f"/en/cases/{case_id}/attachments/5").status_code == 404
     assert desk.get(f"/en/cases/{case_id}/attachments/0").status_code == 404
+
+
+@pytest.mark.parametrize("name, data, declared", [
+    ("invite.svg", b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>'
+                   b"alert(2)</script></svg>", "image/svg+xml"),
+    ("login.html", b"<!DOCTYPE html><html><body><script>alert(1)</script>"
+                   b"<form action=https://evil.example/></form></body></html>", "text/html"),
+    ("message.eml", b"From: support@evil.example\nSubject: Verify\n\n<a href=x>click</a>\n",
+     "message/rfc822"),
+])
+def test_textual_formats_are_shown_as_their_source_never_rendered(cases, name, data, declared):
+    case_id = write_case(cases, FIELDS, files=[(name, data, declared)])
+    desk = desk_client(cases)
+    page = page_text(desk.get(f"/en/cases/{case_id}/attachments/1"))
+    assert '<pre class="source-text" dir="auto"' in page
+    assert str(escape(data.decode())) in page
+    for raw in ("<svg xmlns", "<script>alert", "<form action=https", "<a href=x>"):
+        assert raw not in page
+    assert desk.get(f"/en/cases/{case_id}/attachments/1/image.png").status_code == 404
+    assert "does not match" not in page  # the declared type is what the bytes are

@@ -10,8 +10,10 @@ regular file inside the case folder, never through a link.
 the bytes (puremagic's signatures, pure Python, offline), or ``text/plain``
 for valid UTF-8 without binary control characters. `view_kind` decides how
 the desk may show a file: ``image`` (re-encoded in a subprocess, see
-`images`), ``text`` (escaped, bounded) or ``save`` (download only, after a
-warning). Only the sniffed type decides: a declared type is the source's word.
+`images`), ``text`` (escaped and bounded: plain text, and the source of a
+textual format such as HTML or SVG, never rendered) or ``save`` (download
+only, after a warning). Only the bytes decide: a declared type is the
+source's word.
 
 Nothing here writes: files are opened read-only, so the SHA-256 recorded at
 import stays the reference; `file_sha256` recomputes it to show that it still
@@ -42,6 +44,9 @@ MAX_NAME = 255
 #: Sniffed types the desk re-encodes and shows (the formats `image_child.FORMATS` opens).
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 TEXT_TYPE = "text/plain"
+#: Formats made of text that are shown as source text when their bytes are UTF-8.
+TEXTUAL_TYPES = frozenset({"image/svg+xml", "application/xml", "application/json",
+                           "message/rfc822", "application/xhtml+xml"})
 #: How much of a file the text check reads, and how much of a text file is shown.
 TEXT_SNIFF_BYTES = 64 * 1024
 MAX_TEXT_SHOWN = 100_000
@@ -81,6 +86,7 @@ class Attachment:
 class Sniffed:
     mime: str  # "" when the bytes match no known signature and are not text
     candidates: frozenset[str]  # every type whose signature matches equally well
+    text: bool = False  # the start of the file is UTF-8 text without binary controls
 
 
 def _bounded_text(value: Any, limit: int) -> str:
@@ -169,18 +175,20 @@ def sniff(attachment: Attachment) -> Sniffed:
     with open_attachment(attachment) as fh:
         try:
             matches = puremagic.magic_stream(fh)
-        except (puremagic.PureError, ValueError):
+        except Exception:  # a library fault on hostile bytes must not take the page down
             matches = []
         fh.seek(0)
         head = fh.read(TEXT_SNIFF_BYTES)
         complete = fh.read(1) == b""
+    text = bool(head) and looks_like_text(head, complete=complete)
     if matches:
         best = max(m.confidence for m in matches)
         top = [m for m in matches if m.confidence == best and m.mime_type]
         if top:
-            return Sniffed(top[0].mime_type.lower(), frozenset(m.mime_type.lower() for m in top))
-    if head and looks_like_text(head, complete=complete):
-        return Sniffed(TEXT_TYPE, frozenset({TEXT_TYPE}))
+            mime = top[0].mime_type.lower()
+            return Sniffed(mime, frozenset(m.mime_type.lower() for m in top), text)
+    if text:
+        return Sniffed(TEXT_TYPE, frozenset({TEXT_TYPE}), True)
     return Sniffed("", frozenset())
 
 
@@ -205,10 +213,14 @@ def types_disagree(declared: str, sniffed: Sniffed) -> bool:
 
 
 def view_kind(sniffed: Sniffed) -> str:
-    """``image``, ``text`` or ``save``: how the desk may show a file, by its bytes alone."""
+    """``image``, ``text`` or ``save``: how the desk may show a file, by its bytes alone.
+
+    A textual format (HTML, XML, SVG, JSON, an e-mail) whose bytes are UTF-8 text is shown
+    as its source text, escaped: never rendered.
+    """
     if sniffed.mime in IMAGE_TYPES:
         return "image"
-    if sniffed.mime == TEXT_TYPE:
+    if sniffed.text and (sniffed.mime.startswith("text/") or sniffed.mime in TEXTUAL_TYPES):
         return "text"
     return "save"
 
