@@ -166,7 +166,7 @@ def reencode(data: bytes, max_pixels: int, max_side: int) -> tuple[dict, bytes]:
     # A new image from the bare pixels: no info, no EXIF, no ICC profile, no text.
     plain = Image.frombytes(image.mode, image.size, image.tobytes())
     out = io.BytesIO()
-    plain.save(out, format="PNG")
+    plain.save(out, format="PNG", compress_level=1)  # fast; the size is bounded by SIDE anyway
     header = {
         "ok": True,
         "format": source_format,

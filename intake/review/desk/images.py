@@ -34,7 +34,7 @@ WALL_LIMIT = 40
 #: Images of more pixels are refused before decoding (64 MP: a 48 MP phone photo fits).
 MAX_PIXELS = 64_000_000
 #: The longer side of the PNG shown: larger images are shrunk to this.
-MAX_SIDE = 3000
+MAX_SIDE = 2560
 #: Image files larger than this are not decoded at all.
 MAX_INPUT = 64 * MiB
 #: Bound on what the child may answer: the header and a MAX_SIDE² RGBA PNG, stored uncompressed.
