@@ -176,9 +176,20 @@ def test_a_damaged_case_folder_is_counted_and_the_others_listed(cases):
     wrong = write_case(cases, FIELDS)
     meta = json.loads((cases / wrong / "case.json").read_text())
     (cases / wrong / "case.json").write_text(json.dumps({**meta, "case_id": "0" * 32}))
+    odd = write_case(cases, FIELDS, files=[("a.txt", b"a\n", "text/plain")])
+    report = json.loads((cases / odd / "report.json").read_text())
+    report["fields"] = ["not", "an", "object"]
+    report["attachments"] = [report["attachments"][0], "not an entry", {"path": 7}]
+    (cases / odd / "report.json").write_text(json.dumps(report))
     desk = desk_client(cases)
     page = desk.get("/en/").get_data(as_text=True)
     assert code_of(good) in page and code_of(broken) not in page
+    assert code_of(odd) in page  # listed, and its page says what does not fit
+    odd_page = desk.get(f"/en/cases/{odd}").get_data(as_text=True)
+    assert "This report does not fit the form" in odd_page
+    assert odd_page.count("(not found in the case folder)") == 2
+    assert desk.get(f"/en/cases/{odd}/attachments/1").status_code == 200
+    assert desk.get(f"/en/cases/{odd}/attachments/3").status_code == 200
     assert "2 case folders could not be read" in page
     assert desk.get(f"/en/cases/{broken}").status_code == 404
     assert desk.get(f"/en/cases/{'0' * 32}").status_code == 404

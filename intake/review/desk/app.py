@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request, session
+from flask import Flask, Response, current_app, g, render_template, request, session
 from flask_babel import Babel, format_decimal
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -70,8 +70,6 @@ class DeskState:
 
 
 def desk_state() -> DeskState:
-    from flask import current_app
-
     return current_app.extensions["desk"]
 
 
@@ -85,14 +83,14 @@ def build_desk_app(
         template_folder=str(HERE / "templates"),
         static_folder=None,
     )
+    guard = DeskGuard(port)
     app.config.update(
         SECRET_KEY=secrets.token_bytes(32),  # in memory only: a restart ends every session
         SESSION_COOKIE_NAME="intake_desk",  # cookies ignore ports: not the intake's "session"
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=False,  # plain HTTP on loopback
-        # Filled in below: only the desk's own random path gets the cookie (see guard.py).
-        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_PATH=guard.path_prefix + "/",  # no other port gets it (see guard.py)
         MAX_CONTENT_LENGTH=MAX_REQUEST,
         MAX_FORM_MEMORY_SIZE=MAX_REQUEST,
         WTF_CSRF_TIME_LIMIT=None,  # the session itself ends when the desk stops
@@ -102,8 +100,6 @@ def build_desk_app(
         PROPAGATE_EXCEPTIONS=False,
     )
     app.config.update(overrides or {})
-    guard = DeskGuard(port)
-    app.config["SESSION_COOKIE_PATH"] = guard.path_prefix + "/"
     app.extensions["desk"] = DeskState(DeskCases(cases_dir), guard, ImageReencoder(image_limits))
     Babel(app, locale_selector=reviewer_language)
 

@@ -11,6 +11,7 @@ page, and anything (including those) can be saved only as
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import (
@@ -115,18 +116,25 @@ def favicon() -> tuple[str, int]:
 @bp.get("/<lang>/")
 def case_list() -> str:
     cases, unreadable = desk_state().cases.list_cases()
-    fields = schema.FIELDS
-    rows = [
-        {
+    rows = []
+    for case in cases:
+        answers = _answers(case)
+        rows.append({
             "case": case,
-            "country": display.choice_list(fields["country"], case.fields.get("country")),
-            "categories": display.choice_list(fields["categories"], case.fields.get("categories")),
-            "risk": display.choice_list(fields["risk_now"], case.fields.get("risk_now")),
+            "country": display.choice_list(schema.FIELDS["country"], answers.get("country")),
+            "categories": display.choice_list(
+                schema.FIELDS["categories"], answers.get("categories")
+            ),
+            "risk": display.choice_list(schema.FIELDS["risk_now"], answers.get("risk_now")),
             "files": len(att.attachments_of(case.directory, case.report)),
-        }
-        for case in cases
-    ]
+        })
     return render_template("cases.html", rows=rows, unreadable=unreadable)
+
+
+def _answers(case: Case) -> dict[str, Any]:
+    """report.json's ``fields``, or nothing when a hostile client made it something else."""
+    fields = case.report.get("fields")
+    return fields if isinstance(fields, dict) else {}
 
 
 def _case_or_404(case_id: str) -> Case:
@@ -165,7 +173,7 @@ def case_page(case_id: str) -> str:
         case=case,
         source_lang=_source_language(case),
         problems=schema.report_problems(case.report),
-        sections=display.section_views(case.fields),
+        sections=display.section_views(_answers(case)),
         files=files,
     )
 
@@ -205,8 +213,6 @@ def _reencoded(attachment: att.Attachment):
     if attachment.size > desk_state().images.limits.max_input:
         raise ImageRefused("too_large")
     data = att.read_bounded(attachment, desk_state().images.limits.max_input)
-    import hashlib
-
     return desk_state().images.reencode(data, hashlib.sha256(data).hexdigest())
 
 
