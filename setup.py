@@ -17,7 +17,8 @@ from setuptools import find_namespace_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-CATALOGUES = Path("intake", "translations")
+#: Every catalogue directory: the intake's pages, and the reviewers' desk's own strings.
+CATALOGUES = (Path("intake", "translations"), Path("intake", "review", "desk", "translations"))
 
 
 def compile_catalogues(source: Path, target: Path) -> list[str]:
@@ -55,11 +56,14 @@ class BuildPyWithCatalogues(build_py):
 
     def run(self) -> None:
         super().run()
-        source = HERE / CATALOGUES
-        if self.editable_mode:
-            compile_catalogues(source, source)
-        else:
-            self._catalogues = compile_catalogues(source, Path(self.build_lib) / CATALOGUES)
+        self._catalogues = []
+        for catalogues in CATALOGUES:
+            source = HERE / catalogues
+            if self.editable_mode:
+                compile_catalogues(source, source)
+            else:
+                target = Path(self.build_lib) / catalogues
+                self._catalogues += compile_catalogues(source, target)
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:
         return [*super().get_outputs(include_bytecode), *getattr(self, "_catalogues", [])]

@@ -242,3 +242,26 @@ def export_cases(fmt: str, cases_dir: Path, out: Path | None, redact: bool, lang
         write_document(exports.to_stix2(cases), out)
     else:
         write_document(exports.to_html(cases, lang), out)
+
+
+@review.command("serve")
+@cases_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Only 127.0.0.1 is accepted: the desk is for this computer alone.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=8001,
+    show_default=True,
+    envvar="INTAKE_DESK_PORT",
+    help="The port on 127.0.0.1 (1024-65535).",
+)
+def serve_desk_command(cases_dir: Path, host: str, port: int) -> None:
+    """The reviewers' desk in a browser, on 127.0.0.1 only; prints a one-time address."""
+    from intake.review.desk.server import serve_desk
+
+    serve_desk(cases_dir, host=host, port=port)
