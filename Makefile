@@ -20,7 +20,7 @@ install: $(STAMP) translations
 
 # Compiled catalogues are built, never committed; the .po files are the source.
 translations: $(STAMP)
-	$(BIN)/pybabel -q compile -d intake/translations
+	$(BIN)/pybabel -q compile -d intake/translations && $(BIN)/pybabel -q compile -d intake/review/translations
 
 # ruff on everything; bandit on the application, failing on any medium or high
 # finding (each "# nosec" in intake/ names its test and says why).
