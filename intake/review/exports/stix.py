@@ -10,7 +10,8 @@ comparison per pattern. The bundle holds:
   (never a person's name: MVT shows it to whoever runs the check), an
   ``indicates`` relationship from each of its indicators to it, and a
   ``report`` named after the case code that references all of these. MVT
-  files an indicator under the first report that references it.
+  files an indicator shared by several cases under one of their reports (the
+  last in the bundle); the relationships keep every case's link.
 
 A URL gives its host too, as a ``domain-name`` (or ``ipv4-addr``), so that
 MVT's ``check_domain`` matches the domain on any path. The boundary filter of
