@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,11 +126,25 @@ _env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True)
 _template = _env.from_string(_TEMPLATE)
 
 
+#: Shown as marks: controls (a carriage return would become a line break, an escape
+#: is invisible), format characters (bidi controls, zero-width characters), line and
+#: paragraph separators, private-use and unassigned code points.
+_MARKED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Except the joiners Persian and Arabic writing needs (the half-space in می‌خواهم):
+#: they join or part two letters and reorder nothing.
+_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
 def visible(value: Any) -> str:
-    """Text with bidi and zero-width controls made visible (escaped later by Jinja)."""
+    """Text with every control but line feeds and tabs shown as ``[U+XXXX]`` (escaped
+    later by Jinja), so that nothing hidden or reordering reaches the page."""
     text = str(value)
     return "".join(
-        f"[U+{ord(ch):04X}]" if ch in BIDI_CONTROLS or ch in ZERO_WIDTH else ch for ch in text
+        ch if ch in _JOINERS or ch in "\n\t"
+        else f"[U+{ord(ch):04X}]"
+        if ch in BIDI_CONTROLS or ch in ZERO_WIDTH or unicodedata.category(ch) in _MARKED_CATEGORIES
+        else ch
+        for ch in text
     )
 
 
