@@ -17,6 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_review_exports import full_fields, write_case
 
 from intake.cli import main
@@ -381,3 +383,12 @@ def test_exports_from_the_command_line(capsys, cases_dir: Path, tmp_path: Path) 
     assert_terminal_inert(err)
     code, _out, err = export("--format", "stix2", "--codes")
     assert code == 1 and "go with --format csv" in err
+
+
+@given(st.text(max_size=60), st.booleans())
+def test_the_listing_fast_path_agrees_with_terminal_safe(text: str, keep_newlines: bool) -> None:
+    from intake.cli.review import _safe
+    from intake.cli.terminal import terminal_safe
+
+    assert _safe(text, keep_newlines=keep_newlines) == terminal_safe(
+        text, keep_newlines=keep_newlines)

@@ -62,7 +62,6 @@ from a newer version of intake is refused rather than guessed at.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import sqlite3
@@ -82,7 +81,6 @@ from intake.review.casestore import (
     REPORT_FILE,
     Case,
     case_code,
-    case_ids,
     load_case,
 )
 from intake.review.indicators import Indicator, correlation_keys, indicators_of
@@ -358,7 +356,7 @@ class CaseStore:
 
     def reconcile(self, progress: Progress | None = None) -> ReconcileResult:
         """Bring the index in line with the folders (see the module docstring)."""
-        on_disk = {c: _stamp(self.cases_dir / c) for c in case_ids(self.cases_dir)}
+        on_disk = _stamps(self.cases_dir)
         indexed = dict(self._read("SELECT case_id, stamp FROM cases"))
         stale = sorted(c for c, stamp in on_disk.items() if indexed.get(c) != stamp)
         gone = sorted(set(indexed) - set(on_disk))
@@ -407,10 +405,10 @@ class CaseStore:
         return [
             CaseSummary(
                 case_id=row[0], received_on=row[1], lang=row[2], country=row[3], risk=row[4],
-                suspected_tool=row[5], categories=tuple(json.loads(row[6])),
-                target_profile=tuple(json.loads(row[7])), attachments=row[8],
-                problems=tuple(json.loads(row[9])), status=row[10], assignee=row[11],
-                tags=tuple(row[12].split("\x1f")) if row[12] else (),
+                suspected_tool=row[5], categories=_split(row[6]),
+                target_profile=_split(row[7]), attachments=row[8],
+                problems=_split(row[9]), status=row[10], assignee=row[11],
+                tags=_split(row[12]),
             )
             for row in rows
         ]
@@ -454,7 +452,7 @@ class CaseStore:
             query = searchtext.fts_query(f.search)
             if query is None:
                 raise FilterError("The search has no word in it; type a word to search for.")
-            clauses.append("c.case_id IN (SELECT case_id FROM case_text WHERE case_text MATCH ?)")
+            clauses.append("c.rowid IN (SELECT rowid FROM case_text WHERE case_text MATCH ?)")
             params.append(query)
         return " AND ".join(clauses), params
 
@@ -762,20 +760,49 @@ def _upgrade(db: sqlite3.Connection, path: Path) -> None:
         db.execute("COMMIT")
 
 
-def _stamp(directory: Path) -> str:
+def _stamp(directory: str | Path) -> str:
     """What changes when a case's files change: their sizes and modification times."""
     parts = []
     for name in (REPORT_FILE, META_FILE):
         try:
-            st = os.stat(directory / name, follow_symlinks=False)
+            st = os.stat(os.path.join(directory, name), follow_symlinks=False)
             parts.append(f"{st.st_size}:{st.st_mtime_ns}")
         except OSError:
             parts.append("-")
     return "/".join(parts)
 
 
+def _stamps(cases_dir: Path) -> dict[str, str]:
+    """Case id -> `_stamp` for every case folder (strings, not Paths: 10,000 of them)."""
+    try:
+        entries = list(os.scandir(cases_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {
+        entry.name: _stamp(entry.path)
+        for entry in entries
+        if CASE_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)
+    }
+
+
+#: Lists in one index column (machine values and our own sentences, never this character).
+_SEPARATOR = "\x1f"
+
+
+def _joined(values: Iterable[str]) -> str:
+    return _SEPARATOR.join(values)
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split(_SEPARATOR)) if text else ()
+
+
 def _drop_index(db: sqlite3.Connection, case_id: str) -> None:
-    db.execute("DELETE FROM case_text WHERE case_id = ?", (case_id,))
+    # By rowid: the text table's case_id column is not indexed.
+    db.execute(
+        "DELETE FROM case_text WHERE rowid = (SELECT rowid FROM cases WHERE case_id = ?)",
+        (case_id,),
+    )
     db.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))  # cascades
 
 
@@ -791,13 +818,13 @@ def _write_index(db: sqlite3.Connection, case: Case, stamp: str) -> None:
     fields = case.fields
     country = str(fields.get("country") or "")
     categories = list(fields.get("categories") or [])
-    db.execute(
+    cursor = db.execute(
         "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             case.case_id, case.received_on, case.lang, country,
             str(fields.get("risk_now") or ""), str(fields.get("suspected_tool") or ""),
-            json.dumps(categories), json.dumps(list(fields.get("target_profile") or [])),
-            len(case.attachments), json.dumps(list(case.problems)), stamp,
+            _joined(categories), _joined(fields.get("target_profile") or []),
+            len(case.attachments), _joined(case.problems), stamp,
         ),
     )
     db.executemany(
@@ -810,9 +837,10 @@ def _write_index(db: sqlite3.Connection, case: Case, stamp: str) -> None:
         "INSERT OR IGNORE INTO case_indicators VALUES (?, ?, ?)",
         [(case.case_id, key.kind, key.value) for key in keys],
     )
+    # The text row shares the case row's rowid, so that a search joins on it.
     db.execute(
-        "INSERT INTO case_text (case_id, body) VALUES (?, ?)",
-        (case.case_id, _text_of(case, found)),
+        "INSERT INTO case_text (rowid, case_id, body) VALUES (?, ?, ?)",
+        (cursor.lastrowid, case.case_id, _text_of(case, found)),
     )
 
 
