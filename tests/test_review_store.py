@@ -243,6 +243,7 @@ def test_notes_are_an_append_only_log_with_author_and_day(cases_dir: Path) -> No
     ("Téléphone", "telephone"),   # Latin accents and case
     ("ZOË", "zoe"),
     ("ﻣﺤﻤﺪ", "محمد"),              # presentation forms
+    ("نمی\u200cخواهم", "نمیخواهم"),  # the Persian half-space (ZWNJ)
 ])
 def test_folding_makes_both_spellings_the_same(written: str, typed: str) -> None:
     assert fold(written) == fold(typed)
