@@ -168,7 +168,8 @@ def _sections(case: Case) -> list[tuple[str, list[tuple[str, str, bool]]]]:
                 continue
             value = labels.answer_label(field, fields.get(field.name))
             rows.append((str(field.label), visible(value), field.direction == "ltr"))
-        sections.append((str(section.title), rows))
+        if rows:  # the indicators and the files have sections of their own below
+            sections.append((str(section.title), rows))
     return sections
 
 
