@@ -346,6 +346,13 @@ def test_show_html_writes_the_case_page_on_demand(
     page = out_file.read_text(encoding="utf-8")
     assert page.startswith('<!doctype html>\n<html lang="ar" dir="rtl">')
     assert "default-src 'none'" in page.replace("&#39;", "'")
+    # The page's own style is allowed by its hash, so a browser applies it and nothing else.
+    import base64
+    import hashlib
+
+    style = re.search(r"<style>(.*?)</style>", page, re.S)[1]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src &#39;sha256-{digest}&#39;" in page
     assert "<h1>الحالة <bdi dir=\"ltr\">IC-A1A1A1A1</bdi></h1>" in page
     assert_html_inert(page)
     assert "[U+202E]gpj.exe" in page

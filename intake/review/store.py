@@ -298,6 +298,14 @@ class ReconcileResult:
 
 # -- The store -----------------------------------------------------------------------------
 
+_LISTING = """SELECT c.case_id, c.received_on, c.lang, c.country, c.risk, c.suspected_tool,
+                     c.categories, c.target_profile, c.attachments, c.problems,
+                     coalesce(t.status, 'new'), coalesce(t.assignee, ''),
+                     (SELECT group_concat(tag, char(31)) FROM
+                         (SELECT tag FROM tags g WHERE g.case_id = c.case_id ORDER BY tag))
+              FROM cases c LEFT JOIN triage t ON t.case_id = c.case_id"""
+
+
 class CaseStore:
     """The case folders of `cases_dir` and their database; see the module docstring.
 
@@ -392,16 +400,9 @@ class CaseStore:
     def cases(self, filters: CaseFilter | None = None) -> list[CaseSummary]:
         """The indexed cases that `filters` selects, oldest first (by day, then id)."""
         where, params = self._where(filters or CaseFilter())
-        rows = self._read(
-            f"""SELECT c.case_id, c.received_on, c.lang, c.country, c.risk, c.suspected_tool,
-                       c.categories, c.target_profile, c.attachments, c.problems,
-                       coalesce(t.status, 'new'), coalesce(t.assignee, ''),
-                       (SELECT group_concat(tag, char(31)) FROM
-                           (SELECT tag FROM tags g WHERE g.case_id = c.case_id ORDER BY tag))
-                FROM cases c LEFT JOIN triage t ON t.case_id = c.case_id
-                WHERE {where} ORDER BY c.received_on, c.case_id""",  # noqa: S608 (fixed clauses)
-            params,
-        )
+        # `where` joins fixed clauses of `_where`; every value is a bound parameter.
+        sql = f"{_LISTING} WHERE {where} ORDER BY c.received_on, c.case_id"  # noqa: S608
+        rows = self._read(sql, params)
         return [
             CaseSummary(
                 case_id=row[0], received_on=row[1], lang=row[2], country=row[3], risk=row[4],
