@@ -469,3 +469,11 @@ def test_a_writer_killed_mid_transaction_leaves_a_consistent_store(tmp_path: Pat
         assert len(store.cases()) == 600
         assert ids(store.cases(CaseFilter(search=many[-1]))) == [many[-1]]
         assert [n.text for n in store.notes(many[0])] == ["written before the crash"]
+
+
+def test_a_folder_gone_while_the_store_is_open_is_not_found(cases_dir: Path, tmp_path) -> None:
+    with CaseStore(cases_dir) as store:
+        (cases_dir / A).rename(tmp_path / "away")
+        with pytest.raises(CaseNotFound, match="no longer in"):
+            store.case("IC-A1A1")
+        assert A not in ids(store.cases())

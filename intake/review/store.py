@@ -476,7 +476,12 @@ class CaseStore:
 
         Raises `CaseNotFound` or `AmbiguousCase` (which lists the matches).
         """
-        return load_case(self.cases_dir / self.resolve(ref))
+        case_id = self.resolve(ref)
+        directory = self.cases_dir / case_id
+        if not directory.is_dir():
+            self.index_case(case_id)  # its folder went away while the store was open
+            raise CaseNotFound(f"The case {case_code(case_id)} is no longer in {self.cases_dir}.")
+        return load_case(directory)
 
     def resolve(self, ref: str) -> str:
         """The case id `ref` names (see `case`)."""
