@@ -44,6 +44,7 @@ install: $(TEST_STAMP) translations
 # editable install compiles them too; this recompiles after a .po changes.
 translations: $(TEST_STAMP)
 	$(BIN)/pybabel -q compile -d intake/translations
+	$(BIN)/pybabel -q compile -d intake/review/translations
 	$(BIN)/pybabel -q compile -d intake/review/desk/translations
 
 # ruff on everything; bandit on the application, failing on any medium or high

@@ -17,8 +17,12 @@ from setuptools import find_namespace_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-#: Every catalogue directory: the intake's pages, and the reviewers' desk's own strings.
-CATALOGUES = (Path("intake", "translations"), Path("intake", "review", "desk", "translations"))
+#: Every catalogue directory: the intake's pages, the review side's and the desk's strings.
+CATALOGUES = (
+    Path("intake", "translations"),
+    Path("intake", "review", "translations"),
+    Path("intake", "review", "desk", "translations"),
+)
 
 
 def compile_catalogues(source: Path, target: Path) -> list[str]:

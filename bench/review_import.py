@@ -3,7 +3,7 @@
 Builds a bundle of N small reports (default 2,000) encrypted to a fresh
 reviewer key, then times:
   1. `intake review import` of the whole bundle (identity unlocked once,
-     every container validated and filed as a case with report.html);
+     every container validated, filed as a case and indexed in the case store);
   2. `age -d -i KEY FILE` for each blob, one process per file (decryption
      only, output discarded).
 Prints reports per second for both and the ratio. Usage:

@@ -41,8 +41,9 @@ def catalogue(lang: str):
 
 
 def source_messages() -> set[str]:
-    # The reviewers' desk has its own catalogue (tests/test_desk_i18n.py checks it).
-    method_map = [("intake/review/desk/**", "ignore"), ("intake/**.py", "python"),
+    # As babel.cfg: the review side's strings have their own catalogue
+    # (tests/test_review_i18n.py checks it).
+    method_map = [("intake/review/**", "ignore"), ("intake/**.py", "python"),
                   ("templates/**.html", "jinja2")]
     keywords = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None}
     return {msg for _, _, msg, _, _ in extract_from_dir(str(ROOT), method_map, keywords=keywords)

@@ -2,6 +2,8 @@
 
 Cases are written by hand into a temporary case store, in the layout
 `intake.review.casestore.load_case` reads, and read back with `load_cases`.
+Hostile values sit in the free-text fields, where the schema lets them
+through; values the schema refuses make a case damaged (tested at the end).
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from intake.review.exports import (
     COUNTED_FIELDS,
     STIX_PATHS,
     csv_columns,
+    defuse,
     stix2_left_out,
     to_csv,
     to_html,
     to_stix2,
+    write_codebook,
 )
+from intake.review.i18n import UnknownLanguage, in_language
 from intake.review.indicators import Indicator, classify, indicators_of, normalise_indicator
 
 CASE_A = "a1" * 16
@@ -118,11 +123,12 @@ def cases(tmp_path: Path) -> list[Case]:
     store = tmp_path / "cases"
     write_case(store, CASE_A, "2026-01-14", full_fields(indicators=INDICATORS_A), attachments=2)
     write_case(store, CASE_B, "2026-03-02", full_fields(
-        country=HOSTILE,
-        categories=["phishing", BIDI],
+        country="LB",
+        categories=["phishing"],
         suspected_tool="pegasus",
         narrative="=HYPERLINK(\"http://evil.example\",\"click\")",
-        indicators="EVIL.Example\nhttp://b\u00fccher.example/x",
+        notification_text=f"{HOSTILE} {BIDI}",
+        indicators="EVIL.Example\nhttp://b\u00fccher.example/x\nSupport@evil-mail.example",
     ), lang="ar")
     write_case(store, CASE_C, "2026-03-20", full_fields(
         indicators="", suspected_tool="", ongoing="", target_profile=["journalist"],
@@ -202,26 +208,32 @@ def expected_cell(field: schema.Field, value: object) -> str:
     if isinstance(value, list):
         known = [c.value for c in field.choices if c.value in value]
         return "; ".join(known + [v for v in value if v not in known])
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return defuse(str(value))
 
 
-def read_csv(cases: list[Case], redact: bool) -> tuple[str, list[dict[str, str]]]:
+def write_csv(cases: list[Case], **options: object) -> str:
     out = io.StringIO(newline="")
-    to_csv(cases, out, redact=redact)
-    text = out.getvalue()
-    return text, list(csv.DictReader(io.StringIO(text, newline="")))
+    with in_language(str(options.pop("lang", "en"))):
+        to_csv(cases, out, **options)
+    return out.getvalue()
 
 
-def test_csv_round_trip_keeps_every_field_as_machine_values(cases: list[Case]) -> None:
-    _text, rows = read_csv(cases, redact=False)
+def read_csv(cases: list[Case], **options: object) -> tuple[str, list[dict[str, str]]]:
+    text = write_csv(cases, **options)
+    assert text.startswith("\ufeff")
+    return text, list(csv.DictReader(io.StringIO(text[1:], newline="")))
+
+
+def test_csv_codes_round_trip_keeps_every_field_as_machine_values(cases: list[Case]) -> None:
+    _text, rows = read_csv(cases, codes=True)
     assert list(rows[0]) == csv_columns() == [
-        "case_id", "received_on", *schema.FIELDS,
+        "case_id", "received_on", *schema.FIELDS, "code", "status", "tags", "assignee", "damaged",
     ]
     assert [row["case_id"] for row in rows] == [CASE_A, CASE_B, CASE_C]
     for case, row in zip(cases, rows, strict=True):
         assert row["received_on"] == case.received_on
         assert row["attachments"] == str(len(case.attachments))
+        assert row["code"] == case.code and row["damaged"] == "no"
         for name, field in schema.FIELDS.items():
             if field.kind != "files":
                 assert row[name] == expected_cell(field, case.fields[name]), name
@@ -231,19 +243,105 @@ def test_csv_round_trip_keeps_every_field_as_machine_values(cases: list[Case]) -
     assert first["country"] == "EG"
     assert first["subject_agreed"] == "yes"
     assert first["attachments"] == "2"
-    assert first["indicators"] == INDICATORS_A
-    assert rows[1]["country"] == HOSTILE
-    assert rows[1]["categories"] == f"phishing; {BIDI}"
+    assert first["indicators"] == defuse(INDICATORS_A)
+    assert "\n'+961 3 123 456\n" in first["indicators"]  # defused after a line break
 
 
-def test_csv_cells_that_a_spreadsheet_would_run_are_defused(cases: list[Case]) -> None:
-    _text, rows = read_csv(cases, redact=False)
-    assert rows[1]["narrative"] == "'=HYPERLINK(\"http://evil.example\",\"click\")"
-    assert rows[0]["contact_handle"] == "'" + HANDLE
+def test_csv_labels_in_the_chosen_language_by_default(cases: list[Case]) -> None:
+    _text, rows = read_csv(cases)
+    assert list(rows[0])[:3] == ["Case id", "Received on", "Who is reporting?"]
+    assert rows[0]["What happened?"] == "Mercenary spyware; Phishing or a malicious link"
+    assert rows[0]["In which country did it happen?"] == "Egypt"
+    assert rows[0]["Damaged"] == "No"
+    text, rows = read_csv(cases, lang="ar")
+    assert "\u0628\u0631\u0645\u062c\u064a\u0627\u062a" in text  # برمجيات
+    assert "Mercenary spyware" not in text and "Egypt" not in text
+    assert rows[0]["\u0645\u0639\u0631\u0651\u0641 \u0627\u0644\u062d\u0627\u0644\u0629"] == CASE_A
+
+
+def test_the_codebook_explains_every_code_in_the_chosen_language() -> None:
+    out = io.StringIO(newline="")
+    with in_language("fr"):
+        write_codebook(out)
+    text = out.getvalue()
+    assert text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(text[1:], newline="")))
+    assert rows[0] == ["column", "code", "label"]
+    book = {(column, code): label for column, code, label in rows[1:]}
+    assert {column for column, _code in book} == set(csv_columns())
+    assert book[("categories", "mercenary_spyware")] == "Logiciel espion mercenaire"
+    assert book[("country", "EG")] == "\u00c9gypte"
+    assert book[("status", "needs_follow_up")] == "\u00c0 suivre"
+    assert book[("subject_agreed", "yes")] == "Oui"
+    for field in schema.FIELDS.values():
+        for choice in field.choices:
+            assert (field.name, choice.value) in book
+
+
+#: Strings that a spreadsheet runs as formulas, alone or once it splits the cell.
+ATTACKS = [
+    "=1+1",
+    "+1+1",
+    "-1+1",
+    "@SUM(A1)",
+    "\t=1+1",
+    "\r=1+1",
+    "see below;=HYPERLINK(\"http://evil.example\",\"click\")",
+    "see below,=HYPERLINK(\"http://evil.example\")",
+    "a;  =cmd|' /C calc'!A0",
+    "a\t+1",
+    "a\r\n@SUM(1)",
+    "a\n-2+3",
+    'a;"=1+1"',
+    "a; \"=1+1",
+    "=;=,=\t=\n=",
+]
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_csv_defuses_formulas_wherever_a_spreadsheet_splits_a_cell(
+    tmp_path: Path, attack: str
+) -> None:
+    store = tmp_path / "cases"
+    write_case(store, CASE_A, "2026-01-14", full_fields(
+        narrative=attack, contact_handle=attack, indicators=attack, verification_phrase=attack,
+    ))
+    for codes in (True, False):
+        text = write_csv(load_cases(store), codes=codes)[1:]
+        assert_inert_csv(text)
+
+
+def assert_inert_csv(text: str) -> None:
+    """No cell of `text`, read with ',' or ';' as separator, or split at any line break,
+    tab, comma or semicolon, starts a formula."""
+    dangerous = ("=", "+", "-", "@", "\t", "\r")
+    for delimiter in (",", ";"):
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            for cell in row:
+                assert not cell.lstrip(' "').startswith(dangerous), (delimiter, cell)
+    for piece in re.split(r"[,;\t\r\n]", text):
+        assert not piece.lstrip(' "').startswith(("=", "+", "-", "@")), piece
+
+
+@given(st.text(alphabet=st.sampled_from(list("=+-@;,\t\r\n \"'ab1(")), max_size=30))
+def test_defuse_leaves_no_place_a_formula_can_start(text: str) -> None:
+    defused = defuse(text)
+    for piece in re.split(r"[,;\t\r\n]", defused):
+        assert not piece.lstrip(' "').startswith(("=", "+", "-", "@")), (text, defused)
+    assert defused.replace("'", "") == text.replace("'", "")
+
+
+def test_csv_quotes_every_field(cases: list[Case]) -> None:
+    text = write_csv(cases, codes=True)[1:]
+    header = text.split("\r\n", 1)[0]
+    assert header == ",".join(f'"{c}"' for c in csv_columns())
+    # Case C's row has no line break inside a cell: every one of its fields is quoted.
+    [row_c] = [line for line in text.split("\r\n") if line.startswith(f'"{CASE_C}"')]
+    assert re.fullmatch(r'"(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*', row_c)
 
 
 def test_redacted_csv_leaves_out_free_text_and_contact_details(cases: list[Case]) -> None:
-    text, rows = read_csv(cases, redact=True)
+    text, rows = read_csv(cases, redact=True, codes=True)
     left_out = {"narrative", "notification_text", "contact_handle", "verification_phrase",
                 "indicators"}
     assert left_out.isdisjoint(rows[0])
@@ -279,13 +377,14 @@ def test_stix_follows_the_rules_mvt_parses(cases: list[Case]) -> None:
     bundle = bundle_of(cases)
     assert bundle["type"] == "bundle"
     types = [o["type"] for o in bundle["objects"]]
-    assert set(types) == {"malware", "indicator", "relationship"}
-    assert types.count("indicator") == types.count("relationship")
+    assert set(types) == {"malware", "indicator", "relationship", "report"}
+    assert types.count("malware") == types.count("report") == 2  # case C has no indicators
     for obj in bundle["objects"]:
         assert obj["spec_version"] == "2.1"
+        if obj["type"] in ("malware", "report"):
+            assert re.fullmatch(r"IC-[0-9A-F]{8}", obj["name"])
         if obj["type"] == "malware":
             assert obj["is_family"] is False
-            assert re.fullmatch(r"IC-[0-9A-F]{8}", obj["name"])
         if obj["type"] == "indicator":
             assert obj["pattern_type"] == "stix"
             match = MVT_PATTERN.fullmatch(obj["pattern"])
@@ -293,7 +392,7 @@ def test_stix_follows_the_rules_mvt_parses(cases: list[Case]) -> None:
             assert match["path"] in STIX_PATHS.values()
     # Nothing the source wrote in prose reaches the bundle.
     text = json.dumps(bundle, ensure_ascii=False)
-    for secret in (NARRATIVE, HANDLE, PHRASE, NOTIFICATION):
+    for secret in (NARRATIVE, HANDLE, PHRASE, NOTIFICATION, "HYPERLINK", "script"):
         assert secret not in text
 
 
@@ -302,6 +401,7 @@ def test_stix_values_are_normalised_and_risky_ones_left_out(cases: list[Case]) -
     assert set(found) == {cases[0].code, cases[1].code}  # case C has no indicators
     assert found[cases[0].code] == {
         "[url:value='http://evil.example/login']",
+        "[domain-name:value='evil.example']",  # the URL's host
         # A URL with "=" would make MVT abort: its host goes instead.
         "[domain-name:value='track.evil.example']",
         "[ipv4-addr:value='192.168.1.23']",
@@ -316,11 +416,38 @@ def test_stix_values_are_normalised_and_risky_ones_left_out(cases: list[Case]) -
     assert found[cases[1].code] == {
         "[domain-name:value='evil.example']",
         "[url:value='http://xn--bcher-kva.example/x']",
+        "[domain-name:value='xn--bcher-kva.example']",
+        "[email-addr:value='support@evil-mail.example']",
     }
-    left_out = {(lo.indicator.kind, lo.indicator.value) for lo in stix2_left_out(cases)}
+    left_out = {(lo.case_code, lo.indicator.kind, lo.indicator.value)
+                for lo in stix2_left_out(cases)}
     assert left_out == {
-        ("phone", "+9613123456"), ("file_name", "it's.pdf"), ("file_name", "report].pdf"),
+        (cases[0].code, "phone", "+9613123456"),
+        (cases[0].code, "file_name", "it's.pdf"),
+        (cases[0].code, "file_name", "report].pdf"),
+        (cases[0].code, "url", "https://track.evil.example/?id=target42"),
     }
+
+
+def test_stix_indicators_are_shared_not_repeated_and_each_case_is_a_report(
+    cases: list[Case],
+) -> None:
+    bundle = bundle_of(cases)
+    indicators = [o for o in bundle["objects"] if o["type"] == "indicator"]
+    patterns = [o["pattern"] for o in indicators]
+    assert len(patterns) == len(set(patterns)) == 13
+    shared = next(o for o in indicators if o["pattern"] == "[domain-name:value='evil.example']")
+    reports = {o["name"]: o for o in bundle["objects"] if o["type"] == "report"}
+    assert set(reports) == {cases[0].code, cases[1].code}
+    for report in reports.values():
+        assert shared["id"] in report["object_refs"]
+        malware = next(o for o in bundle["objects"]
+                       if o["type"] == "malware" and o["name"] == report["name"])
+        assert malware["id"] in report["object_refs"]
+    assert reports[cases[1].code]["published"].startswith("2026-03-02T00:00:00")
+    relations = [o for o in bundle["objects"]
+                 if o["type"] == "relationship" and o["source_ref"] == shared["id"]]
+    assert len(relations) == 2
 
 
 def test_stix_ids_are_stable_across_exports(cases: list[Case]) -> None:
@@ -342,14 +469,17 @@ def test_mvt_loads_the_stix_output(cases: list[Case], tmp_path: Path) -> None:
     path.write_text(to_stix2(cases), encoding="utf-8")
     loaded = mvt_indicators.Indicators(log=logging.getLogger("mvt-test"))
     loaded.load_indicators_files([str(path)], load_default=False)
-    collections = {c["name"]: c for c in loaded.ioc_collections}
-    assert set(collections) == {cases[0].code, cases[1].code}
-    assert loaded.total_ioc_count == 12
-    a = collections[cases[0].code]
+    assert {c["name"] for c in loaded.ioc_collections} == {cases[0].code, cases[1].code}
+    assert loaded.total_ioc_count == 13
+    # MVT files each indicator under the last report that references it: a shared one
+    # under case B's, the others under their own case's.
+    a = next(c for c in loaded.ioc_collections if c["name"] == cases[0].code and c["count"])
+    b = next(c for c in loaded.ioc_collections if c["name"] == cases[1].code and c["count"])
     assert a["urls"] == ["http://evil.example/login"]
     assert set(a["domains"]) == {"track.evil.example", "192.168.1.23",
                                  "xn--mgbh0fb.xn--kgbechtv"}
-    assert a["emails"] == ["support@evil-mail.example"]
+    assert set(b["domains"]) == {"evil.example", "xn--bcher-kva.example"}
+    assert b["emails"] == ["support@evil-mail.example"]
     assert a["app_ids"] == ["com.evil.spy"]
     assert a["files_sha256"] == [SHA256.lower()]
     assert a["files_sha1"] == [SHA1]
@@ -362,6 +492,21 @@ def test_mvt_loads_the_stix_output(cases: list[Case], tmp_path: Path) -> None:
     assert loaded.check_file_hash(SHA256) is not None
     assert loaded.check_file_name("invoicefdp.exe") is not None
     assert loaded.check_url("https://unrelated.example/") is None
+
+
+def test_mvt_check_domain_matches_a_domain_seen_only_inside_a_url(
+    cases: list[Case], tmp_path: Path,
+) -> None:
+    mvt_indicators = pytest.importorskip("mvt.common.indicators")
+    path = tmp_path / "intake.stix2"
+    path.write_text(to_stix2(cases), encoding="utf-8")
+    loaded = mvt_indicators.Indicators(log=logging.getLogger("mvt-test"))
+    loaded.load_indicators_files([str(path)], load_default=False)
+    # Case B typed only http://bücher.example/x: its domain, on any other path, matches.
+    match = loaded.check_domain("https://xn--bcher-kva.example/login/other")
+    assert match is not None and match.ioc.name == cases[1].code
+    assert loaded.check_domain("https://evil.example/elsewhere") is not None
+    assert loaded.check_domain("https://benign.example/") is None
 
 
 # -- HTML report ---------------------------------------------------------------------------
@@ -383,14 +528,21 @@ def test_html_report_has_one_svg_chart_per_figure_and_no_script(cases: list[Case
         assert secret not in html
 
 
-def test_html_report_escapes_values_and_shows_bidi_controls(cases: list[Case]) -> None:
-    html = to_html(cases)
-    assert HOSTILE not in html
-    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
-    # Once in the table and once in the chart.
-    assert html.count(escaped) >= 2
-    assert "\u202e" not in html
-    assert html.count("evil[U+202E]gpj.exe") >= 2
+def test_html_report_counts_a_damaged_case_without_its_hostile_answers(
+    cases: list[Case], tmp_path: Path,
+) -> None:
+    store = tmp_path / "damaged"
+    write_case(store, "d4" * 16, "2026-03-21", full_fields(
+        country=HOSTILE, categories=["phishing", BIDI], suspected_tool=5,
+    ))
+    damaged = load_cases(store)
+    assert damaged[0].damaged
+    html = to_html([*cases, *damaged])
+    assert HOSTILE not in html and "&lt;script" not in html
+    assert "\u202e" not in html and "gpj.exe" not in html
+    assert "Damaged reports, counted with the answers that could be read: 1." in html
+    # Its country and tool count as "No answer"; its sound answers still count.
+    assert re.search(r"<bdi>No answer</bdi></td>\s*<td class=\"count\"><bdi dir=\"ltr\">1<", html)
 
 
 @pytest.mark.parametrize(("lang", "label"), [
@@ -404,11 +556,73 @@ def test_html_report_is_right_to_left_in_arabic_and_persian(
     html = to_html(cases, lang)
     assert f'<html lang="{lang}" dir="rtl">' in html
     assert html.count("<svg") == 5
+    assert "Incident reports" not in html
     assert "Mercenary spyware" not in html
     if label:
         assert label in html
 
 
 def test_html_report_refuses_a_language_it_has_no_labels_for(cases: list[Case]) -> None:
-    with pytest.raises(ValueError, match="choose one of ar, en, fa, fr"):
+    with pytest.raises(UnknownLanguage, match=r"^There is no language 'xx' for the review "
+                       r"tools; choose one of ar, en, fa, fr\.$"):
         to_html(cases, "xx")
+
+
+@pytest.mark.parametrize("lang", ["ar", "fa", "fr"])
+def test_html_report_is_entirely_in_the_chosen_language(cases: list[Case], lang: str) -> None:
+    html = to_html(cases, lang)
+    text = re.sub(r"<svg.*?</svg>|<style>.*?</style>|<[^>]*>", " ", html, flags=re.S)
+    for english in ("Incident reports", "Reports received by month", "Answer", "Reports:",
+                    "A report can be counted", "Suspected tool", "Egypt"):
+        assert english not in text, (lang, english)
+
+
+# -- Damaged cases -------------------------------------------------------------------------
+
+def test_a_report_json_that_breaks_the_schema_loads_as_damaged(tmp_path: Path) -> None:
+    store = tmp_path / "cases"
+    write_case(store, CASE_A, "2026-01-14", full_fields(categories=5, narrative=["not text"]))
+    [case] = load_cases(store)
+    assert case.damaged
+    assert "the field 'categories' must be a list of choices" in case.problems
+    assert "categories" not in case.fields and "narrative" not in case.fields
+    assert case.fields["country"] == "EG"  # what passes the schema is kept
+    # Every export still works on it.
+    text = write_csv([case], codes=True)
+    row = next(csv.DictReader(io.StringIO(text[1:], newline="")))
+    assert row["damaged"] == "yes" and row["categories"] == "" and row["country"] == "EG"
+    assert json.loads(to_stix2([case]))["type"] == "bundle"
+    assert "<svg" in to_html([case])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda folder: (folder / "report.json").write_text("{not json", encoding="utf-8"),
+    lambda folder: (folder / "report.json").write_bytes(b"\xff\xfe"),
+    lambda folder: (folder / "report.json").write_text("[1, 2]", encoding="utf-8"),
+    lambda folder: (folder / "report.json").write_text("[" * 100_000, encoding="utf-8"),
+    lambda folder: (folder / "report.json").write_bytes(b" " * (1024 * 1024 + 1)),
+    lambda folder: (folder / "report.json").unlink(),
+    lambda folder: (folder / "case.json").write_text('{"case_id": 5}', encoding="utf-8"),
+    lambda folder: (folder / "case.json").unlink(),
+    lambda folder: (folder / "report.json").write_text(json.dumps({
+        "lang": "en", "fields": {}, "attachments": [{"path": "../../etc/passwd", "name": "x",
+                                                     "type": "x", "size": 1, "sha256": "1"}],
+    }), encoding="utf-8"),
+    lambda folder: (folder / "report.json").write_text(json.dumps({
+        "lang": "xx", "fields": {"nope": 1}, "attachments": "many",
+    }), encoding="utf-8"),
+])
+def test_any_damage_to_a_case_folder_gives_a_damaged_case_not_an_error(
+    tmp_path: Path, damage,
+) -> None:
+    store = tmp_path / "cases"
+    write_case(store, CASE_A, "2026-01-14", full_fields(), attachments=1)
+    damage(store / CASE_A)
+    [case] = load_cases(store)
+    assert case.damaged and case.problems
+    assert all(isinstance(p, str) and len(p) < 200 for p in case.problems)
+    for attachment in case.attachments:
+        assert attachment["path"].startswith("attachments/") and ".." not in attachment["path"]
+    write_csv([case])
+    to_stix2([case])
+    to_html([case], "ar")

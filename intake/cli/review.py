@@ -1,7 +1,10 @@
 """`intake review …`: the reviewers' side, on the air-gapped machine.
 
 Nothing here imports the server's code (the web app, the database, the blob
-store), so the reviewers' install does not need it.
+store), so the reviewers' install does not need it. Every value that came
+from a report, a manifest or the case store goes through
+`intake.cli.terminal.terminal_safe` before it reaches the terminal (`_safe`);
+documents (exports, report.html) go through their own format's filter.
 """
 
 from __future__ import annotations
@@ -117,131 +120,380 @@ def ack(bundle: Path | None, cases_dir: Path, out: Path | None) -> None:
     )
 
 
-def _cases(cases_dir: Path):
-    from intake.review.casestore import load_cases
+# -- The case store: listing, showing, counting, triage, exports ---------------------------
 
-    if not cases_dir.is_dir():
-        raise IntakeError(f"There is no case store at {cases_dir}; import a bundle first.")
-    return load_cases(cases_dir)
+#: The languages of labels and documents (`intake.review.i18n.LANGUAGES`).
+_LANGUAGES = ("en", "ar", "fr", "fa")
+#: Bound on a note file: a note is at most 20,000 characters of up to 4 bytes each.
+_MAX_NOTE_FILE = 80_000
+
+lang_option = click.option(
+    "--lang", type=click.Choice(_LANGUAGES), default="en", show_default=True,
+    help="The language of labels and documents (not the reports' own text).",
+)
 
 
-@review.command("list")
-@cases_option
-@click.option("--category", default=None, help="Only cases with this category value.")
-@click.option("--country", default=None, help="Only cases from this country code.")
-@click.option("--risk", default=None, help="Only cases with this risk value.")
-@click.option("--since", default=None, help="Only cases received on or after YYYY-MM-DD.")
-@click.option("--until", default=None, help="Only cases received on or before YYYY-MM-DD.")
-def list_cases(cases_dir: Path, category, country, risk, since, until) -> None:
-    """A table of cases: id, day, categories, country, risk, attachments."""
-    rows = [("CASE", "RECEIVED", "CATEGORIES", "COUNTRY", "RISK", "FILES")]
-    for case in _cases(cases_dir):
-        f = case.fields
-        if category and category not in f.get("categories", []):
-            continue
-        if country and country.upper() != str(f.get("country", "")).upper():
-            continue
-        if risk and risk != f.get("risk_now"):
-            continue
-        if (since and case.received_on < since) or (until and case.received_on > until):
-            continue
-        rows.append(
-            (
-                case.case_id,
-                case.received_on,
-                ",".join(f.get("categories", [])),
-                str(f.get("country", "")),
-                str(f.get("risk_now", "")),
-                str(len(case.attachments)),
-            )
-        )
+def _safe(value: object, *, keep_newlines: bool = False) -> str:
+    """`terminal_safe`, with a fast path for the common case of a listing's cells."""
+    from intake.cli.terminal import terminal_safe
+
+    text = value if isinstance(value, str) else str(value)
+    # str.isprintable() is False for every category terminal_safe escapes (Cc, Cf, Cs,
+    # Co, Cn, Zl, Zp), so printable text is already what terminal_safe would return.
+    if text.isprintable():
+        return text
+    return terminal_safe(text, keep_newlines=keep_newlines)
+
+
+def _store(cases_dir: Path):
+    from intake.review.store import CaseStore
+
+    return CaseStore(cases_dir, progress=terminal_progress("Indexing"))
+
+
+def filter_options(command):
+    """The filters `list`, `stats` and `export` share; values are the machine codes."""
+    options = [
+        click.option("--status", default=None, help="Only cases with this status."),
+        click.option("--tag", default=None, help="Only cases with this tag."),
+        click.option("--category", default=None, help="Only cases with this category value."),
+        click.option("--country", default=None, help="Only cases from this country code."),
+        click.option("--risk", default=None, help="Only cases with this risk value."),
+        click.option("--tool", default=None, help="Only cases with this suspected tool."),
+        click.option("--since", default=None, help="Only cases received on or after YYYY-MM-DD."),
+        click.option("--until", default=None, help="Only cases received on or before YYYY-MM-DD."),
+        click.option("--search", default=None, help="Only cases whose text has every word."),
+        click.option("--assignee", default=None, help="Only cases given to this name."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _filters(options: dict):
+    from intake.review.store import CaseFilter
+
+    names = ("status", "tag", "category", "country", "risk", "tool", "since", "until",
+             "search", "assignee")
+    return CaseFilter(**{name: options.pop(name) for name in names})
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
 
 
-@review.command("show")
-@click.argument("case_id")
+@review.command("list")
 @cases_option
-def show(case_id: str, cases_dir: Path) -> None:
-    """Show a case in the terminal."""
-    from intake import schema
-    from intake.review.casestore import CASE_ID, load_case
-    from intake.review.render import choice_label, visible
+@filter_options
+@click.option("--group-by-indicator", is_flag=True,
+              help="Show the listed cases grouped by the indicators they share.")
+def list_cases(cases_dir: Path, group_by_indicator: bool, **options) -> None:
+    """A table of cases: code, day, status, answers, files, tags; damaged ones marked."""
+    filters = _filters(options)
+    with _store(cases_dir) as store:
+        listed = store.cases(filters)
+        groups = store.groups() if group_by_indicator else []
+    if group_by_indicator:
+        _print_groups(groups, {s.case_id for s in listed})
+        return
+    rows = [("CASE", "RECEIVED", "STATUS", "COUNTRY", "RISK", "TOOL", "CATEGORIES", "FILES",
+             "TAGS", "ASSIGNEE", "")]
+    for s in listed:
+        rows.append(tuple(_safe(cell) for cell in (
+            s.code, s.received_on or "-", s.status, s.country or "-", s.risk or "-",
+            s.suspected_tool or "-", ",".join(s.categories) or "-", str(s.attachments),
+            ",".join(s.tags) or "-", s.assignee or "-",
+            f"DAMAGED ({len(s.problems)} problem(s); `show` lists them)" if s.damaged else "",
+        )))
+    _table(rows)
+    info(f"{len(listed)} case(s).")
 
-    if not CASE_ID.match(case_id) or not (cases_dir / case_id).is_dir():
-        raise IntakeError(f"There is no case {case_id[:40]!r}; `intake review list` shows them.")
-    case = load_case(cases_dir / case_id)
+
+def _print_groups(groups, listed: set[str]) -> None:
+    from intake.review.casestore import case_code
+
+    shown = 0
+    for group in groups:
+        members = [c for c in group.case_ids if c in listed]
+        if len(members) < 2:
+            continue
+        shown += 1
+        keys = "; ".join(f"{i.kind} {_safe(i.value)}" for i in group.indicators)
+        click.echo(f"{len(members)} cases share {keys}:")
+        click.echo("    " + ", ".join(case_code(c) for c in members))
+    info(f"{shown} group(s) of cases sharing an indicator.")
+
+
+@review.command("show")
+@click.argument("case_ref", metavar="ID")
+@cases_option
+@lang_option
+@click.option("--html", "as_html", is_flag=True,
+              help="Write the case as an HTML page (report.html) instead.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="With --html: the file to write (default: standard output).")
+def show(case_ref: str, cases_dir: Path, lang: str, as_html: bool, out: Path | None) -> None:
+    """Show a case (ID: its 32-hex id, its IC-XXXXXXXX code or a unique prefix)."""
+    with _store(cases_dir) as store:
+        case = store.case(case_ref)
+        triaged = store.triage(case.case_id)
+        related = store.related(case.case_id)
+        notes = store.notes(case.case_id)
+    if as_html:
+        from intake.review.render import render_case
+
+        write_document(render_case(case, lang=lang, triage=triaged, related=related,
+                                   notes=notes), out)
+        return
+    if out is not None:
+        raise IntakeError("--out goes with --html; without it the case is shown here.")
+    from intake.review.i18n import in_language
+
+    with in_language(lang):
+        _show_case(case, triaged, related, notes, lang)
+
+
+def _show_case(case, triaged, related, notes, lang: str) -> None:
+    from intake import schema
+    from intake.review import labels
+
     click.echo(
-        f"Case {case.case_id} ({case.code}), received {case.received_on}, "
-        f"keyring version {case.keyring_version}"
+        f"Case {case.code} ({case.case_id}), received {_safe(case.received_on or '-')}, "
+        f"keyring version {case.keyring_version}, written in {case.lang}"
     )
+    click.echo(
+        f"{_safe(labels.field_label('status'))}: "
+        f"{_safe(labels.status_label(triaged.status))} · "
+        f"{_safe(labels.field_label('assignee'))}: {_safe(triaged.assignee or '-')} · "
+        f"{_safe(labels.field_label('tags'))}: {_safe(', '.join(triaged.tags) or '-')}"
+    )
+    if case.damaged:
+        click.echo("\nDAMAGED: this case's files break the form's rules; the answers below are "
+                   "those that pass them.")
+        for problem in case.problems:
+            click.echo(f"  - {_safe(problem)}")
     for section in schema.SECTIONS:
-        click.echo(f"\n== {section.title}")
-        for f in section.fields:
-            if f.kind == "files":
+        click.echo(f"\n== {_safe(section.title)}")
+        for field in section.fields:
+            if field.kind == "files":
                 continue
-            value = case.fields.get(f.name, "")
-            if isinstance(value, list):
-                value = "; ".join(choice_label(f, str(v)) for v in value)
-            elif isinstance(value, str) and (f.choices or f.kind == "country"):
-                value = choice_label(f, value)
-            click.echo(f"{f.label}: {visible(value)}")
-    click.echo("\n== Attachments")
+            value = labels.answer_label(field, case.fields.get(field.name))
+            if "\n" in value:
+                text = _safe(value, keep_newlines=True).replace("\n", "\n    ")
+                click.echo(f"{_safe(field.label)}:\n    {text}")
+            else:
+                click.echo(f"{_safe(field.label)}: {_safe(value)}")
+    broken = {k: v for k, v in case.raw_fields.items() if k not in case.fields}
+    if broken:
+        click.echo("\n== Answers that break the form's rules (as stored, cut to 200 characters)")
+        for name, value in broken.items():
+            stored = json.dumps(value, ensure_ascii=False)[:200]
+            click.echo(f"{_safe(str(name)[:60])}: {_safe(stored)}")
+    click.echo(f"\n== {_safe(labels.word('attachments'))}")
     if case.attachments:
+        # English too, whatever --lang says: the one line no reviewer may miss.
         click.echo(
             "WARNING: attachments from a targeted person may be malware. Do not open them "
             "with this machine's usual programs; open documents with a sanitiser such as "
             "Dangerzone."
         )
+        if lang != "en":
+            click.echo(_safe(labels.word("attachments_warning")))
     for a in case.attachments:
         click.echo(
-            f"{case.directory / a['path']}  {visible(a['name'])}  {a['type']}  "
+            f"{_safe(case.directory / a['path'])}  {_safe(a['name'])}  {_safe(a['type'])}  "
             f"{a['size']} bytes  sha256 {a['sha256']}"
         )
+    click.echo(f"\n== {_safe(labels.word('related'))}")
+    for relation in related:
+        shared = "; ".join(f"{i.kind} {_safe(i.value)}" for i in relation.shared)
+        click.echo(f"{relation.code} ({_safe(relation.received_on or '-')}): {shared}")
+    if not related:
+        click.echo(_safe(labels.word("none")))
+    click.echo(f"\n== {_safe(labels.word('notes'))}")
+    for note in notes:
+        text = _safe(note.text, keep_newlines=True).replace("\n", "\n    ")
+        click.echo(f"#{note.number} {note.day} {_safe(note.author)}:\n    {text}")
+    if not notes:
+        click.echo(_safe(labels.word("none")))
+
+
+@review.command("related")
+@click.argument("case_ref", metavar="ID")
+@cases_option
+def related_cases(case_ref: str, cases_dir: Path) -> None:
+    """The other cases that share an indicator with ID, and which."""
+    with _store(cases_dir) as store:
+        case_id = store.resolve(case_ref)
+        related = store.related(case_id)
+    for relation in related:
+        shared = "; ".join(f"{i.kind} {_safe(i.value)}" for i in relation.shared)
+        click.echo(f"{relation.code}  {_safe(relation.received_on or '-')}  {shared}")
+    info(f"{len(related)} related case(s).")
 
 
 @review.command("stats")
 @cases_option
-def stats(cases_dir: Path) -> None:
-    """Counts by month, country, category, suspected tool and risk."""
-    from collections import Counter
+@filter_options
+@lang_option
+def stats(cases_dir: Path, lang: str, **options) -> None:
+    """Counts by month, status, country, category, suspected tool and risk, as labels."""
+    from intake.review import labels
+    from intake.review.i18n import in_language
 
-    cases = _cases(cases_dir)
-    click.echo(f"{len(cases)} case(s)")
-    for title, values in (
-        ("month", [c.received_on[:7] for c in cases]),
-        ("country", [str(c.fields.get("country", "")) for c in cases]),
-        ("category", [v for c in cases for v in c.fields.get("categories", [])]),
-        ("suspected tool", [str(c.fields.get("suspected_tool", "")) for c in cases]),
-        ("risk", [str(c.fields.get("risk_now", "")) for c in cases]),
-    ):
-        click.echo(f"\nby {title}:")
-        for value, count in Counter(values).most_common():
-            click.echo(f"  {value or '-':30} {count}")
+    filters = _filters(options)
+    with _store(cases_dir) as store:
+        counted = store.stats(filters)
+    with in_language(lang):
+        click.echo(_safe(labels.word("cases", count=counted.total)))
+        if counted.damaged:
+            click.echo(_safe(labels.word("damaged_cases", count=counted.damaged)))
+        for title, rows, label in (
+            ("by_month", counted.by_month, str),
+            ("by_status", counted.by_status, labels.status_label),
+            ("by_country", counted.by_country, lambda v: labels.choice_label("country", v)),
+            ("by_category", counted.by_category,
+             lambda v: labels.choice_label("categories", v)),
+            ("by_tool", counted.by_tool, lambda v: labels.choice_label("suspected_tool", v)),
+            ("by_risk", counted.by_risk, lambda v: labels.choice_label("risk_now", v)),
+        ):
+            click.echo(f"\n{_safe(labels.word(title))}:")
+            for value, count in rows:
+                shown = label(value) if value else labels.no_answer()
+                click.echo(f"  {_safe(shown):40} {count}")
 
 
 @review.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "stix2", "html"]), required=True)
 @cases_option
+@filter_options
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--redact", is_flag=True, help="CSV: leave out free text and contact details.")
-@click.option("--lang", default="en", show_default=True, help="HTML: the report's language.")
-def export_cases(fmt: str, cases_dir: Path, out: Path | None, redact: bool, lang: str) -> None:
+@click.option("--codes", is_flag=True, help="CSV: machine codes instead of labels (for scripts).")
+@click.option("--codebook", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CSV: also write the codebook (column, code, label) to this file.")
+@lang_option
+def export_cases(fmt: str, cases_dir: Path, out: Path | None, redact: bool, codes: bool,
+                 codebook: Path | None, lang: str, **options) -> None:
     """Export the cases as CSV, a STIX 2.1 bundle for MVT, or an HTML report with charts."""
     import io
 
     from intake.review import exports
+    from intake.review.i18n import in_language
 
-    cases = _cases(cases_dir)
+    if fmt != "csv" and (codes or codebook or redact):
+        raise IntakeError("--codes, --codebook and --redact go with --format csv.")
+    filters = _filters(options)
+    with _store(cases_dir) as store:
+        listed = store.cases(filters)
+        cases = store.load(listed)
+        triage_of = {s.case_id: store.triage(s.case_id) for s in listed}
+    for case in cases:
+        if case.damaged:
+            info(f"{case.code} is damaged; only its answers that pass the form's rules are "
+                 "exported.")
     if fmt == "csv":
-        buffer = io.StringIO()
-        exports.to_csv(cases, buffer, redact=redact)
+        buffer = io.StringIO(newline="")
+        with in_language(lang):
+            exports.to_csv(cases, buffer, redact=redact, codes=codes, triage_of=triage_of)
+            if codebook is not None:
+                book = io.StringIO(newline="")
+                exports.write_codebook(book)
+                write_document(book.getvalue(), codebook)
         write_document(buffer.getvalue(), out)
     elif fmt == "stix2":
+        for left in exports.stix2_left_out(cases):
+            info(f"{left.case_code}: {left.indicator.kind} "
+                 f"{_safe(left.indicator.value[:120])} left out: {left.reason}.")
         write_document(exports.to_stix2(cases), out)
     else:
         write_document(exports.to_html(cases, lang), out)
+    info(f"Exported {len(cases)} case(s).")
+
+
+@review.command("tag")
+@click.argument("case_ref", metavar="ID")
+@click.argument("tag")
+@click.option("--remove", is_flag=True, help="Remove the tag instead.")
+@cases_option
+def tag(case_ref: str, tag: str, remove: bool, cases_dir: Path) -> None:
+    """Add TAG to a case (or remove it)."""
+    with _store(cases_dir) as store:
+        case_id = store.resolve(case_ref)
+        if remove:
+            removed = store.remove_tag(case_id, tag)
+            info(f"{'Removed' if removed else 'The case had no'} tag {_safe(tag)!r}.")
+        else:
+            info(f"Tagged {_code(case_id)} {_safe(store.add_tag(case_id, tag))!r}.")
+
+
+def _code(case_id: str) -> str:
+    from intake.review.casestore import case_code
+
+    return case_code(case_id)
+
+
+@review.command("status")
+@click.argument("case_ref", metavar="ID")
+@click.argument("status")
+@cases_option
+def status(case_ref: str, status: str, cases_dir: Path) -> None:
+    """Set a case's status: new, in_triage, needs_follow_up, confirmed, not_confirmed, closed."""
+    with _store(cases_dir) as store:
+        case_id = store.resolve(case_ref)
+        store.set_status(case_id, status)
+    info(f"{_code(case_id)} is now {status}.")
+
+
+@review.command("assign")
+@click.argument("case_ref", metavar="ID")
+@click.argument("name")
+@cases_option
+def assign(case_ref: str, name: str, cases_dir: Path) -> None:
+    """Give a case to NAME (a name reviewers type; "" gives it to nobody)."""
+    with _store(cases_dir) as store:
+        case_id = store.resolve(case_ref)
+        store.set_assignee(case_id, name)
+    info(f"{_code(case_id)} is given to {_safe(name)!r}." if name.strip()
+         else f"{_code(case_id)} is given to nobody.")
+
+
+@review.command("note")
+@click.argument("case_ref", metavar="ID")
+@click.option("--text-file", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The note, as UTF-8 text ('-' reads standard input).")
+@click.option("--author", default=None,
+              help="Who writes the note (default: this computer's user name).")
+@cases_option
+def note(case_ref: str, text_file: Path, author: str | None, cases_dir: Path) -> None:
+    """Append a note to a case's log (notes are never changed or deleted)."""
+    import getpass
+
+    data = _read_note(text_file)
+    with _store(cases_dir) as store:
+        case_id = store.resolve(case_ref)
+        added = store.add_note(case_id, data, author=author if author is not None
+                               else getpass.getuser())
+    info(f"Note #{added.number} added to {_code(case_id)} by {_safe(added.author)}.")
+
+
+def _read_note(text_file: Path) -> str:
+    try:
+        if str(text_file) == "-":
+            data = sys.stdin.buffer.read(_MAX_NOTE_FILE + 1)
+        else:
+            with text_file.open("rb") as fh:
+                data = fh.read(_MAX_NOTE_FILE + 1)
+    except OSError as exc:
+        raise IntakeError(f"The note file {text_file} cannot be read ({exc.strerror}).") from None
+    if len(data) > _MAX_NOTE_FILE:
+        raise IntakeError("The note file is too long for one note; split it in several.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntakeError(f"The note file {text_file} is not UTF-8 text.") from None
 
 
 @review.command("serve")

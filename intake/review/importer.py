@@ -52,7 +52,7 @@ from intake.crypto.envelope import NoMatchingIdentity, UnreadableHeader, decrypt
 from intake.errors import ContainerError, EnvelopeError, IntakeError
 from intake.fsutil import atomic_write, atomic_writer, copy_stream, fsync_dir
 from intake.review.casestore import QUARANTINE, case_ids, load_case
-from intake.review.render import render_report
+from intake.review.store import CaseStore
 from intake.schema import report_problems
 from intake.transfer import proof
 from intake.transfer.ackfile import Opening, build_ack
@@ -305,10 +305,13 @@ def import_bundle(
                 )
             if staged:
                 os.sync()  # one sync for every staged case, before any becomes visible
-            for submission_id, staging in staged:
-                os.rename(staging, cases_dir / submission_id)
-                result.added.append(submission_id)
-            if staged:
+                # Each case is indexed in the same step as its rename; a crash in between
+                # is healed by the store's reconcile when it is next opened.
+                with CaseStore(cases_dir, reconcile=False) as store:
+                    for submission_id, staging in staged:
+                        os.rename(staging, cases_dir / submission_id)
+                        result.added.append(submission_id)
+                        store.index_case(submission_id)
                 fsync_dir(cases_dir)
                 _sweep_quarantine(cases_dir, set(result.added))
         finally:
@@ -378,14 +381,14 @@ def _import_one(
         shutil.rmtree(staging, ignore_errors=True)
         return _Outcome("refused", True, _refusal(problems))
     try:
-        _write_case_files(staging, entry, report.document)
+        _write_case_files(staging, entry)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _Outcome("added", True)
 
 
-def _write_case_files(staging: Path, entry: Entry, document: dict[str, Any]) -> None:
+def _write_case_files(staging: Path, entry: Entry) -> None:
     meta = {
         "case_id": entry.id,
         "received_on": entry.received_on,
@@ -393,10 +396,6 @@ def _write_case_files(staging: Path, entry: Entry, document: dict[str, Any]) -> 
         "sha256": entry.sha256,
     }
     (staging / "case.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    html = render_report(
-        "IC-" + entry.id[:8].upper(), entry.received_on, entry.keyring_version, document
-    )
-    (staging / "report.html").write_text(html, encoding="utf-8")
 
 
 # -- ack --------------------------------------------------------------------------------------

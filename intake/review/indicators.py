@@ -31,6 +31,7 @@ How a line is classified, first match wins:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -41,6 +42,8 @@ from intake.crypto.container import strip_invisible
 from intake.schema import normalise_digits
 
 if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+
     from intake.review.casestore import Case
 
 KINDS = (
@@ -294,3 +297,87 @@ def indicators_of(case: Case) -> list[Indicator]:
             if indicator.value:
                 found.setdefault(indicator)
     return list(found)
+
+
+# -- Correlation: the keys two cases are compared on ---------------------------------------
+
+#: Kinds that link two cases when they share a value; file names and unknown lines do
+#: not ("invoice.pdf" in two reports says nothing about a shared campaign).
+LINKING_KINDS = frozenset({
+    "domain", "url", "email", "phone", "sha256", "sha1", "md5", "app_id", "ipv4", "ipv6",
+})
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    # publicsuffixlist ships the list inside the package and never fetches it:
+    # PublicSuffixList() with no argument reads the bundled file.
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+def registered_domain(host: str) -> str | None:
+    """The domain a host was registered under (``a.b.evil.co.uk`` -> ``evil.co.uk``).
+
+    Read from the Public Suffix List that ships with ``publicsuffixlist``, its
+    private section included (``x.blogspot.com`` is its own registration).
+    None for an IP address, a public suffix itself, or what is not a domain.
+    """
+    domain = _ascii_domain(host)
+    if domain is None:
+        return None
+    return _public_suffixes().privatesuffix(domain)
+
+
+def e164(number: str, region: str | None) -> str | None:
+    """`number` in E.164 (``+9613123456``), with `region` (ISO 3166 alpha-2) as the
+    default for a number typed without its country code; None if it is no possible
+    number. Uses ``phonenumbers`` (its metadata ships with it)."""
+    import phonenumbers
+
+    default = region.upper() if region and re.fullmatch(r"[A-Za-z]{2}", region) else None
+    try:
+        parsed = phonenumbers.parse(number, default)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _host_of_url(url: str) -> str | None:
+    netloc = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):
+        return None
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def correlation_keys(indicator: Indicator, region: str | None = None) -> list[Indicator]:
+    """What `indicator` is compared on against other cases, most specific first.
+
+    A URL gives itself, its host and its registered domain; a domain gives itself
+    and its registered domain; a phone number its E.164 form (`region`, the case's
+    country, for numbers typed without a country code; the digits as typed when
+    ``phonenumbers`` cannot read it); the other linking kinds give their normalised
+    value. File names and unknown lines give nothing (see `LINKING_KINDS`).
+    """
+    if indicator.kind not in LINKING_KINDS:
+        return []
+    keys = [indicator]
+    if indicator.kind == "phone":
+        keys = [Indicator("phone", e164(indicator.value, region) or indicator.value)]
+    host = _host_of_url(indicator.value) if indicator.kind == "url" else None
+    if indicator.kind == "domain":
+        host = indicator.value
+    if host:
+        address = _ip(host)
+        if address is not None:
+            keys.append(address)
+        else:
+            keys.append(Indicator("domain", host))
+            registered = registered_domain(host)
+            if registered:
+                keys.append(Indicator("domain", registered))
+    return list(dict.fromkeys(keys))

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from intake.limits import MAX_REPORT_JSON
-from intake.review.casestore import CASE_ID, Case, case_ids, load_case
+from intake.review.casestore import CASE_ID, META_FILE, Case, case_ids, load_case
 
 log = logging.getLogger("intake.desk")
 
@@ -34,6 +34,12 @@ class DeskCases:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if not isinstance(case.report, dict) or case.case_id != case_id:
+            return None
+        # A case whose case.json cannot be read, or names another case, has no trustworthy
+        # identity: count it as unreadable. Other problems (a bad day, a report.json that
+        # breaks the form) still show, as damaged.
+        unreadable = (f"{META_FILE} is not", f"{META_FILE} names another", f"{META_FILE} cannot")
+        if any(problem.startswith(unreadable) for problem in case.problems):
             return None
         return case
 
