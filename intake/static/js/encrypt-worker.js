@@ -325,6 +325,6 @@ self.onmessage = (event) => {
     return;
   }
   run(job).catch((error) => {
-    self.postMessage({ type: "error", status: error.status || 0, message: String(error.message || error) });
+    self.postMessage({ type: "error", status: error.status || 0, code: (error.body && error.body.error) || "", message: String(error.message || error) });
   });
 };
