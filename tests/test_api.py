@@ -9,6 +9,7 @@ import io
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import require_tool
@@ -523,10 +524,19 @@ def test_the_number_of_open_uploads_is_bounded_too(client, deployment):
 
 
 def test_the_default_budget_holds_five_hundred_twenty_mebibyte_uploads_and_room_to_spare():
+    from intake.storage.uploads import STALL_MINUTES
+
     budget = Budget()
-    twenty_mib_report = len(b"x" * 0) + padme(20 * MiB + 4 * 512)  # the container, padded
+    twenty_mib_report = padme(20 * MiB + 4 * 512)  # the container of a 20 MiB file, padded
+    assert twenty_mib_report == 20 * MiB + 512 * 1024
     assert budget.uploads >= 10 * 500
-    assert 500 * twenty_mib_report + 1000 * budget.window <= budget.bytes
+    assert 500 * twenty_mib_report + 1500 * budget.window <= budget.bytes
+    # The numbers the operators' and the threat model's documents give are these.
+    root = Path(__file__).resolve().parent.parent
+    for document in ("SECURITY.md", "deploy/README.md"):
+        text = " ".join((root / document).read_text().split())
+        assert f"{budget.bytes // 1024**3} GiB" in text and f"{budget.uploads:,}" in text
+        assert f"{budget.window // MiB} MiB" in text and f"{STALL_MINUTES} minutes" in text
 
 
 #: For two recipients: a 266-byte header, a 16-byte nonce, then 64 KiB chunks with 16-byte tags.

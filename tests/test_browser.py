@@ -16,9 +16,10 @@ a keyring rotated under the page's feet; the fallback to the server path
 when the browser cannot encrypt (said before anything is typed); and, when
 the encrypted path fails after "send" (the intake busy, the worker failing),
 the choice the page offers instead of sending anything by itself: try again
-later, or send through the server knowing that it then sees the report. Every one checks that exactly one
-submission (one blob, one row) was filed and that it decrypts to what was typed
-and chosen, field for field and byte for byte.
+later, or send through the server knowing that it then sees the report.
+Every one checks that exactly one submission (one blob, one row) was filed
+and that it decrypts to what was typed and chosen, field for field and byte
+for byte.
 """
 
 from __future__ import annotations
