@@ -124,7 +124,8 @@ def api_client(base: str, ciphertexts: list[bytes], version: int) -> Callable[[]
                             timeout=120)
         if chunk.status_code != 200:
             return False, f"chunk {chunk.status_code}"
-        finished = session.post(f"{url}/finish", headers=csrf, timeout=120)
+        finished = session.post(f"{url}/finish", headers=csrf, json={"size": len(ciphertext)},
+                                timeout=120)
         return finished.status_code == 201, f"finish {finished.status_code}"
 
     return one

@@ -26,3 +26,20 @@ MAX_RECIPIENTS = 64
 #: Bound on an age header from a client: the version line, MAX_RECIPIENTS
 #: X25519 stanzas of about 110 bytes each, and the MAC line.
 MAX_AGE_HEADER = 16 * 1024
+
+# -- Browser uploads in progress (intake.storage.uploads; the reasoning is in
+# SECURITY.md and deploy/README.md, "Upload budget"). An open upload reserves
+# what has arrived plus UPLOAD_WINDOW ahead of it (never more than its declared
+# size), so a create that never sends a byte costs at most one chunk.
+
+#: The chunk size the API asks for, and the window an open upload reserves ahead.
+UPLOAD_CHUNK = 4 * MiB
+
+#: Bytes all open uploads together may reserve: 500 sources sending 20 MiB
+#: reports at once reserve at most 500 x 20.5 MiB = 10 GiB; 6 GiB more keeps
+#: room for 1,536 new uploads even then.
+OPEN_UPLOAD_BYTES = 16 * 1024 * MiB
+
+#: Open uploads (a row and a part file each), whatever their size: ten times
+#: the 500 that must fit.
+MAX_OPEN_UPLOADS = 5000

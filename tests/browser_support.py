@@ -151,6 +151,21 @@ def fill_report(page: Any, answers: dict[str, Any]) -> None:
             page.locator(f"#{name}").fill(value)
 
 
+def assert_still_typed(page: Any, answers: dict[str, Any]) -> None:
+    """Every answer in `answers` is still in the form, exactly as it was typed or chosen."""
+    for name, value in answers.items():
+        f = schema.FIELDS[name]
+        if f.kind == "radio" or f.kind in schema.MULTI_KINDS:
+            chosen = [value] if f.kind == "radio" else value
+            for index, choice in enumerate(f.choices, start=1):
+                box = page.locator(f"#{name}-{index}")
+                assert box.is_checked() == (choice.value in chosen), (name, choice.value)
+        elif f.kind == "checkbox":
+            assert page.locator(f"#{name}").is_checked() == bool(value), name
+        else:
+            assert page.locator(f"#{name}").input_value() == value, name
+
+
 def expected_fields(answers: dict[str, Any]) -> dict[str, Any]:
     """report.json's `fields` for `answers`, on either path.
 

@@ -101,9 +101,10 @@ class ApiClient:
         assert answer.status_code == 200, answer.text
         return answer.json()["offset"]
 
-    def finish(self, upload_id: str) -> requests.Response:
+    def finish(self, upload_id: str, size: int) -> requests.Response:
         return self.session.post(
-            f"{self.base}/api/v1/uploads/{upload_id}/finish", headers=self.headers, timeout=TIMEOUT
+            f"{self.base}/api/v1/uploads/{upload_id}/finish", json={"size": size},
+            headers=self.headers, timeout=TIMEOUT,
         )
 
     def submit(self, ciphertext: bytes, chunk: int = 64 * 1024) -> requests.Response:
@@ -112,7 +113,7 @@ class ApiClient:
         for offset in range(0, len(ciphertext), chunk):
             sent = self.put(upload_id, offset, ciphertext[offset:offset + chunk])
             assert sent.status_code == 200, sent.text
-        return self.finish(upload_id)
+        return self.finish(upload_id, len(ciphertext))
 
 
 def submission_states(database_url: str) -> dict[str, str]:

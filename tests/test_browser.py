@@ -12,10 +12,14 @@ the check can fail. The other tests: the same report without JavaScript; an
 upload interrupted in two ways (a chunk request that dies in the browser, an
 answer lost after the server stored the chunk) that resumes instead of
 starting over; a lost answer to "finish" that must not file the report twice;
-a keyring rotated under the page's feet; and the fallback to the server path
-when the browser cannot encrypt. Every one checks that exactly one
-submission (one blob, one row) was filed and that it decrypts to what was typed
-and chosen, field for field and byte for byte.
+a keyring rotated under the page's feet; the fallback to the server path
+when the browser cannot encrypt (said before anything is typed); and, when
+the encrypted path fails after "send" (the intake busy, the worker failing),
+the choice the page offers instead of sending anything by itself: try again
+later, or send through the server knowing that it then sees the report.
+Every one checks that exactly one submission (one blob, one row) was filed
+and that it decrypts to what was typed and chosen, field for field and byte
+for byte.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from browser_support import (
     MiB,
     Traffic,
     assert_report,
+    assert_still_typed,
     chosen_file_types,
     chunk_offsets,
     expected_fields,
@@ -58,12 +63,13 @@ from browser_support import (
     trace_lines_with,
 )
 from conftest import require_tool
-from helpers import Deployment, gunicorn, server_env
+from helpers import ROOT, Deployment, gunicorn, server_env
 
 from intake import schema
 from intake.config import KEYRING_CHECK_SECONDS
 from intake.crypto import keyring as kr
 from intake.crypto.envelope import decrypt_stream
+from intake.storage import db
 from intake.web.api import CHUNK_SIZE
 
 pytestmark = pytest.mark.slow
@@ -145,17 +151,22 @@ def diagnostics(page, traffic: Traffic) -> str:
     )
 
 
-def send_and_wait_for_thanks(page, base: str, traffic: Traffic) -> None:
-    page.locator("#report-form button[type=submit]").click()
+def send_and_wait_for_thanks(page, base: str, traffic: Traffic, lang: str = "en",
+                             button: str = "#report-form button[type=submit]") -> None:
+    page.locator(button).click()
+    wait_for_thanks(page, base, traffic, lang)
+
+
+def wait_for_thanks(page, base: str, traffic: Traffic, lang: str = "en") -> None:
     try:
-        page.wait_for_url(f"{base}/en/thanks", timeout=TIMEOUT_MS)
+        page.wait_for_url(f"{base}/{lang}/thanks", timeout=TIMEOUT_MS)
     except Exception as exc:  # a timeout: say what the page showed
         raise AssertionError(f"the thanks page never came: {diagnostics(page, traffic)}") from exc
 
 
-def fill_in(page, base: str, answers: dict, files: list) -> list[str]:
+def fill_in(page, base: str, answers: dict, files: list, lang: str = "en") -> list[str]:
     """Open the form, answer it, choose the files; the MIME types the browser gave them."""
-    page.goto(f"{base}/en/report")
+    page.goto(f"{base}/{lang}/report")
     fill_report(page, answers)
     if files:
         page.locator("#attachments").set_input_files([f.path for f in files])
@@ -433,22 +444,16 @@ def test_a_keyring_rotated_after_the_page_loaded_still_gets_the_report_to_the_ne
     assert leftover_uploads(data) == []
 
 
-@pytest.mark.parametrize("broken", ["no-web-worker", "worker-script-fails-to-load"])
-def test_a_browser_that_cannot_encrypt_says_so_and_sends_through_the_server_path(
-    new_page, deployment, tmp_path, broken
+def test_a_browser_that_cannot_encrypt_says_so_before_anything_is_typed_and_uses_the_form(
+    new_page, deployment, tmp_path
 ):
     answers = minimal_answers(f"Sent the standard way {MARKER}\nsecond line")
     evidence = text_file_with_marker(tmp_path / "files" / "screenshot.txt", MARKER)
     with intake_server(tmp_path, deployment) as (base, data):
-        if broken == "no-web-worker":
-            page = new_page(init_script="delete window.Worker;")
-        else:
-            page = new_page()
-            page.route("**/static/js/encrypt-worker.js", lambda route: route.abort())
+        page = new_page(init_script="delete window.Worker;")
         traffic = Traffic().attach(page)
         types = fill_in(page, base, answers, [evidence])
-        if broken == "no-web-worker":  # known before anything is typed: say so at once
-            assert page.locator("#js-fallback").is_visible()
+        assert page.locator("#js-fallback").is_visible()  # known before anything is typed
         send_and_wait_for_thanks(page, base, traffic)
         fallback = recorded_fallback(page)
     assert fallback, "#js-fallback was never shown"
@@ -459,3 +464,143 @@ def test_a_browser_that_cannot_encrypt_says_so_and_sends_through_the_server_path
         opened, lang="en", fields=expected_fields(answers), files=[evidence],
         types=types,
     )
+
+
+# -- the encrypted path fails after "send": the source chooses, nothing happens by itself -------
+
+
+def translated(lang: str, message: str) -> str:
+    from babel.support import Translations
+
+    return Translations.load(str(ROOT / "intake" / "translations"), [lang]).gettext(message)
+
+
+BUSY = "The intake is busy: many reports are being sent at this moment."
+NOT_SENT = "Encrypting it on this device or sending it did not work."
+SERVER_SEES = ("Or you can send it now through the server. The server will then see your report "
+               "in its memory while it encrypts it; it does not store it unencrypted.")
+CHOSEN = "You chose to send the report through the server."
+
+
+def fill_the_upload_budget(data: Path, version: int) -> list[str]:
+    """Leave what an attacker's creates would: open 20 MiB uploads that never send a byte,
+    enough to reserve the whole budget (one 4 MiB window each), written straight into the
+    server's database (4,096 API calls would only make the test slower)."""
+    from sqlalchemy import insert
+
+    from intake.storage.models import Upload
+    from intake.storage.uploads import Budget
+
+    budget = Budget()
+    deadline = int(time.time() // 60) + 16
+    rows = [{"id": secrets.token_urlsafe(24), "state": "open", "size": 20 * MiB, "received": 0,
+             "keyring_version": version, "expires_minute": deadline}
+            for _ in range(budget.bytes // budget.window)]
+    engine = db.make_engine(f"sqlite:///{data / 'intake.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(Upload), rows)
+    finally:
+        engine.dispose()
+    return [row["id"] for row in rows]
+
+
+def let_fifteen_minutes_pass(data: Path, upload_ids: list[str]) -> None:
+    """What 15 minutes without progress does to the attacker's uploads: they expire."""
+    from sqlalchemy import update
+
+    from intake.storage.models import Upload
+
+    engine = db.make_engine(f"sqlite:///{data / 'intake.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(update(Upload).where(Upload.id.in_(upload_ids))
+                               .values(expires_minute=int(time.time() // 60)))
+    finally:
+        engine.dispose()
+
+
+def wait_for_the_choice(page, traffic: Traffic, lang: str, reason: str) -> None:
+    """The page says what happened, in the source's language, and offers both ways."""
+    try:
+        page.locator("#js-choice").wait_for(state="visible", timeout=TIMEOUT_MS)
+    except Exception as exc:
+        raise AssertionError(f"no choice was offered: {diagnostics(page, traffic)}") from exc
+    text = page.locator("#js-choice").inner_text()
+    for message in (reason, SERVER_SEES, "Everything you typed is still in the form."):
+        assert translated(lang, message) in text, (message, text)
+    assert page.locator("#js-retry").is_visible()
+    assert page.locator("#js-send-server").is_visible()
+    if lang != "en":
+        assert translated(lang, reason) != reason
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+@pytest.mark.parametrize("choice", ["try-again-later", "send-through-the-server"])
+def test_when_the_intake_is_busy_the_source_chooses_and_nothing_is_sent_by_itself(
+    new_page, deployment, tmp_path, lang, choice
+):
+    answers = full_answers(lang, MARKER)
+    evidence = text_file_with_marker(tmp_path / "files" / TEXTS[lang]["small"], MARKER)
+    with intake_server(tmp_path, deployment) as (base, data):
+        flood = fill_the_upload_budget(data, deployment.current().version)
+        page = new_page()
+        traffic = Traffic().attach(page)
+        types = fill_in(page, base, answers, [evidence], lang)
+        page.locator("#report-form button[type=submit]").click()
+        wait_for_the_choice(page, traffic, lang, BUSY)
+        page.wait_for_timeout(2000)  # and nothing more happens by itself
+        assert traffic.answered("POST", UPLOADS) == [503]
+        assert traffic.made("PUT", CHUNK_URL.pattern) == []
+        assert traffic.made("POST", rf"/{lang}/report$") == []
+        assert page.url == f"{base}/{lang}/report"
+        assert stored_blobs(data) == []
+        assert_still_typed(page, answers)
+        assert page.evaluate("document.getElementById('attachments').files.length") == 1
+        assert not page.locator("#js-fallback").is_visible()
+
+        if choice == "try-again-later":
+            let_fifteen_minutes_pass(data, flood)
+            send_and_wait_for_thanks(page, base, traffic, lang, button="#js-retry")
+            assert recorded_js_path(page) == "encrypted" and recorded_fallback(page) is None
+        else:
+            send_and_wait_for_thanks(page, base, traffic, lang, button="#js-send-server")
+            assert recorded_js_path(page) == "server"
+            assert recorded_fallback(page).startswith(translated(lang, CHOSEN))
+
+    if choice == "try-again-later":
+        assert traffic.answered("POST", UPLOADS) == [503, 201]
+        assert traffic.answered("POST", r"/finish$") == [201]
+        assert traffic.made("POST", rf"/{lang}/report$") == []
+    else:
+        assert traffic.answered("POST", UPLOADS) == [503]  # the API was not asked again
+        assert traffic.made("PUT", CHUNK_URL.pattern) == []
+        assert len(traffic.made("POST", rf"/{lang}/report$")) == 1
+    opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
+    assert_report(opened, lang=lang, fields=expected_fields(answers), files=[evidence],
+                  types=types)
+
+
+def test_a_worker_that_fails_after_send_offers_the_same_choice(new_page, deployment, tmp_path):
+    """Before, the page sent the form through the server by itself when the worker failed."""
+    answers = minimal_answers(f"The worker never loads {MARKER}\nsecond line")
+    evidence = text_file_with_marker(tmp_path / "files" / "screenshot.txt", MARKER)
+    with intake_server(tmp_path, deployment) as (base, data):
+        page = new_page()
+        page.route("**/static/js/encrypt-worker.js", lambda route: route.abort())
+        traffic = Traffic().attach(page)
+        types = fill_in(page, base, answers, [evidence])
+        assert not page.locator("#js-fallback").is_visible()
+        page.locator("#report-form button[type=submit]").click()
+        wait_for_the_choice(page, traffic, "en", NOT_SENT)
+        page.wait_for_timeout(2000)
+        assert traffic.made("POST", REPORT_POST) == [] and stored_blobs(data) == []
+        assert_still_typed(page, answers)
+        send_and_wait_for_thanks(page, base, traffic, button="#js-send-server")
+        fallback = recorded_fallback(page)
+    assert fallback and fallback.startswith(CHOSEN)
+    assert len(traffic.made("POST", REPORT_POST)) == 1
+    assert not [u for _, u in traffic.requests if "/api/" in u]  # nothing went to the API
+    opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
+    assert_report(opened, lang="en", fields=expected_fields(answers), files=[evidence],
+                  types=types)

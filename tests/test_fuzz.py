@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import os
+import random as randomlib
 import re
 import socket
 import time
@@ -33,6 +34,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    multiple,
     rule,
     run_state_machine_as_test,
 )
@@ -217,6 +219,8 @@ def test_the_form_with_random_values_in_every_field_never_500s(world):
 # -- the upload API ---------------------------------------------------------------------------
 
 VERSION_LINE = b"age-encryption.org/v1\n"
+#: The version line, two X25519 stanzas of 98 bytes and the MAC line.
+TWO_RECIPIENT_HEADER = 22 + 2 * 98 + 48
 
 
 def b64(raw: bytes) -> bytes:
@@ -231,12 +235,24 @@ def age_mac(random=os.urandom) -> bytes:
     return b"--- " + b64(random(32)) + b"\n"
 
 
+#: Payload lengths (nonce and sealed chunks) of Padmé-padded containers of 2048 to 6144 bytes.
+VALID_PAYLOADS = [16 + n + 16 for n in range(2048, 6145, 512)]
+
+
 @st.composite
 def ciphertexts(draw) -> bytes:
-    """Something to upload: well-formed age (for two recipients) or one of many wrongs."""
+    """Something to upload: well-formed age (for two recipients) or one of many wrongs.
+
+    A well-formed one has the length of a real report (see VALID_PAYLOADS) and a
+    random payload (ciphertext does not compress); the others mostly have
+    lengths no report has, which the API refuses when the upload is created.
+    """
 
     def random(n: int) -> bytes:  # drawn, so that a failure replays and shrinks
         return draw(st.binary(min_size=n, max_size=n))
+
+    def noise(n: int) -> bytes:  # incompressible, and still replayed from a drawn seed
+        return randomlib.Random(draw(st.integers(0, 2**32))).randbytes(n)
 
     def stanza(kind: bytes = b"X25519") -> bytes:
         return age_stanza(kind, random)
@@ -248,9 +264,11 @@ def ciphertexts(draw) -> bytes:
         "good", "good", "random", "junk_stanzas", "count", "count", "other_type", "oversized",
         "long_line", "armored", "truncated", "mutated", "no_payload",
     ]))
-    payload = draw(st.binary(min_size=32, max_size=300))
+    payload = draw(st.one_of(st.binary(min_size=32, max_size=300),
+                             st.sampled_from(VALID_PAYLOADS).map(noise)))
     if kind == "good":
-        return VERSION_LINE + stanza() + stanza() + mac() + payload
+        return VERSION_LINE + stanza() + stanza() + mac() + noise(draw(st.sampled_from(
+            VALID_PAYLOADS)))
     if kind == "random":
         return draw(st.binary(max_size=3000))
     if kind == "junk_stanzas":
@@ -290,13 +308,18 @@ def test_junk_age_headers_at_finish_are_refused_with_422_never_500(world):
         client = world.client
         created = client.post("/api/v1/uploads", headers=headers,
                               json={"size": len(ciphertext), "keyring_version": world.version})
+        documented(created, "POST", "/api/v1/uploads", ciphertext)
+        if created.status_code == 422:  # a size no report has: refused before a byte is sent
+            assert created.get_json()["error"] == "impossible_size"
+            assert len(ciphertext) - TWO_RECIPIENT_HEADER not in VALID_PAYLOADS
+            return
         assert created.status_code == 201, created.get_json()
         upload_id = created.get_json()["id"]
-        if ciphertext:
-            put = client.put(f"/api/v1/uploads/{upload_id}?offset=0", headers=headers,
-                             data=ciphertext, content_type="application/octet-stream")
-            assert put.status_code == 200, put.get_json()
-        response = client.post(f"/api/v1/uploads/{upload_id}/finish", headers=headers)
+        put = client.put(f"/api/v1/uploads/{upload_id}?offset=0", headers=headers,
+                         data=ciphertext, content_type="application/octet-stream")
+        assert put.status_code == 200, put.get_json()
+        response = client.post(f"/api/v1/uploads/{upload_id}/finish", headers=headers,
+                               json={"size": len(ciphertext)})
         no_server_error(response, ciphertext)
         documented(response, "POST", f"/api/v1/uploads/{upload_id}/finish", ciphertext)
         assert response.status_code in (201, 422), (response.get_json(), ciphertext)
@@ -409,10 +432,10 @@ class ApiMachine(RuleBasedStateMachine):
             expected = (404, "unknown_upload")
         elif offset < 0:
             expected = (400, "bad_offset")
-        elif end > upload.size:
-            expected = (413, "beyond_size")
         elif upload.state != "open":
             expected = (409, "not_open")
+        elif end > upload.size:
+            expected = (413, "beyond_size")
         elif offset > upload.received:
             expected = (409, "offset_mismatch")
         else:
@@ -424,7 +447,8 @@ class ApiMachine(RuleBasedStateMachine):
             assert body["offset"] == upload.received, body
 
     def finish_checked(self, upload: Model) -> None:
-        response = self.call("POST", f"/api/v1/uploads/{upload.id}/finish")
+        response = self.call("POST", f"/api/v1/uploads/{upload.id}/finish",
+                             json={"size": upload.size})
         status = response.status_code
         if upload.state == "gone":
             assert status == 404
@@ -442,7 +466,11 @@ class ApiMachine(RuleBasedStateMachine):
     def create(self, ciphertext):
         body = {"size": len(ciphertext), "keyring_version": self.world.version}
         response = self.call("POST", "/api/v1/uploads", json=body)
-        assert response.status_code == 201, response.get_json()
+        if len(ciphertext) - TWO_RECIPIENT_HEADER in VALID_PAYLOADS:
+            assert response.status_code == 201, response.get_json()
+        elif response.status_code == 422:  # a size no report has
+            assert response.get_json()["error"] == "impossible_size"
+            return multiple()
         created = response.get_json()
         assert created["offset"] == 0 and created["max_chunk"] == api.MAX_CHUNK
         self.created.append(created["id"])
@@ -500,8 +528,11 @@ class ApiMachine(RuleBasedStateMachine):
     def finish(self, upload):
         self.finish_checked(upload)
 
-    @rule(upload=uploads, csrf=csrf_variants, body=st.one_of(st.just(b"{}"), junk_json))
+    @rule(upload=uploads, csrf=csrf_variants,
+          body=st.one_of(st.just(b"{}"), junk_json, st.integers(-3, 3).map(
+              lambda delta: b'{"size": %d}' % delta)))
     def finish_malformed(self, upload, csrf, body):
+        """Finish with no body, junk, or a size near zero (never the upload's own size)."""
         response = self.call("POST", f"/api/v1/uploads/{upload.id}/finish", csrf, data=body,
                              content_type="application/json")
         if response.status_code in (201, 422):
@@ -512,6 +543,8 @@ class ApiMachine(RuleBasedStateMachine):
         response = self.call("GET", f"/api/v1/uploads/{upload.id}")
         if upload.state == "gone":
             assert response.status_code == 404
+        elif upload.state == "finished":  # a filed upload's row keeps no size
+            assert response.get_json() == {"state": "finished"}
         else:
             assert response.get_json() == {"offset": upload.received, "size": upload.size,
                                            "state": upload.state}
@@ -535,7 +568,7 @@ class ApiMachine(RuleBasedStateMachine):
         assert self.call("GET", "/api/v1/keyring").status_code == 200
 
     def teardown(self):
-        # Keep the number of pending uploads far from MAX_PENDING_UPLOADS between examples.
+        # Keep the open uploads far from the budget between examples.
         uploads = self.world.app.extensions["intake"].uploads
         for upload_id in self.created:
             uploads.discard(upload_id)
@@ -549,9 +582,10 @@ def test_random_sequences_of_api_calls_never_500_and_answer_as_documented(world)
 
 
 def test_a_real_chunk_over_the_maximum_is_413(world):
+    size = TWO_RECIPIENT_HEADER + VALID_PAYLOADS[0]
     upload_id = world.client.post(
         "/api/v1/uploads", headers={"X-CSRFToken": world.csrf},
-        json={"size": 100, "keyring_version": world.version}).get_json()["id"]
+        json={"size": size, "keyring_version": world.version}).get_json()["id"]
     response = world.client.put(f"/api/v1/uploads/{upload_id}?offset=0",
                                 headers={"X-CSRFToken": world.csrf},
                                 data=b"x" * (api.MAX_CHUNK + 1))
@@ -696,7 +730,8 @@ def test_a_slow_client_does_not_hold_the_server(server):
         session, tokens = session_for(server)
         created = session.post(f"{server.base}/api/v1/uploads", timeout=5,
                                headers={"X-CSRFToken": tokens["csrf_token"]},
-                               json={"size": 10, "keyring_version": int(tokens["keyring_version"])})
+                               json={"size": TWO_RECIPIENT_HEADER + VALID_PAYLOADS[0],
+                                     "keyring_version": int(tokens["keyring_version"])})
         assert created.status_code == 201
         assert_the_server_is_whole(server)
     assert_the_server_is_whole(server)
@@ -706,7 +741,8 @@ def test_chunks_with_wrong_and_overlapping_offsets_over_http(server):
     session, tokens = session_for(server)
     headers = {"X-CSRFToken": tokens["csrf_token"]}
     version = int(tokens["keyring_version"])
-    ciphertext = VERSION_LINE + age_stanza() + age_stanza() + age_mac() + os.urandom(2000)
+    ciphertext = VERSION_LINE + age_stanza() + age_stanza() + age_mac() + os.urandom(
+        VALID_PAYLOADS[0])
     size = len(ciphertext)
     upload_id = session.post(f"{server.base}/api/v1/uploads", headers=headers, timeout=10,
                              json={"size": size, "keyring_version": version}).json()["id"]
@@ -732,7 +768,8 @@ def test_chunks_with_wrong_and_overlapping_offsets_over_http(server):
         put(size - 1, b"xx"): 413,  # past the size
         put(500, ciphertext[500:1800]): 200,  # overlapping
         put(0, b"x", **{"X-CSRFToken": "junk"}): 400,
-        session.post(f"{url}/finish", headers=headers, timeout=10): 409,  # incomplete
+        session.post(f"{url}/finish", headers=headers, json={"size": size},
+                     timeout=10): 409,  # incomplete
     }
     for response, status in expected.items():
         assert response.status_code == status, (response.request.url, response.text)
@@ -740,7 +777,8 @@ def test_chunks_with_wrong_and_overlapping_offsets_over_http(server):
     assert raw_put(1800, "Transfer-Encoding: chunked\r\n", b"5\r\nxxxxx\r\n0\r\n\r\n") == 411
     assert raw_put(1800, "Content-Length: 99999999999999999999999\r\n", b"x") in (400, 413)
     assert put(1800, ciphertext[1800:]).status_code == 200
-    assert session.post(f"{url}/finish", headers=headers, timeout=10).status_code == 201
+    assert session.post(f"{url}/finish", headers=headers, json={"size": size},
+                        timeout=10).status_code == 201
     assert put(0, ciphertext[:10]).status_code == 409  # after finishing
     assert session.get(f"{server.base}/api/v1/uploads/{'A' * 32}", timeout=10).status_code == 404
     assert_the_server_is_whole(server)

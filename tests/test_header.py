@@ -296,3 +296,155 @@ def test_random_bytes_inside_a_valid_frame_raise_nothing_but_envelope_error():
     for _ in range(300):
         noise = os.urandom(80)
         only_envelope_errors(VERSION_LINE + b"-> X25519 " + noise + b"\n--- " + noise[:43] + b"\n")
+
+
+# --------------------------------------------------------------------------- low-order shares
+
+#: Curve25519's small-order u-coordinates as libsodium's blocklist spells them (bit 255
+#: clear): 0, 1, the two points of order 8, p - 1, and the non-canonical p and p + 1.
+SMALL_ORDER = [bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+)]
+#: X25519 ignores bit 255, so each has a second encoding with it set.
+SMALL_ORDER_ENCODINGS = SMALL_ORDER + [p[:31] + bytes([p[31] | 0x80]) for p in SMALL_ORDER]
+
+
+def test_the_small_order_list_is_what_it_claims():
+    p = 2**255 - 19
+    values = {int.from_bytes(e, "little") & (2**255 - 1) for e in SMALL_ORDER_ENCODINGS}
+    assert len(SMALL_ORDER_ENCODINGS) == 14 and {v % p for v in values} >= {0, 1, p - 1}
+
+
+@pytest.mark.parametrize("share", SMALL_ORDER_ENCODINGS, ids=lambda s: s.hex()[:8] + s.hex()[-2:])
+def test_a_low_order_share_is_refused(share):
+    from intake.crypto.header import is_low_order
+
+    assert is_low_order(share)
+    stanza = b"-> X25519 " + b64(share) + b"\n" + b64(bytes(range(32))) + b"\n"
+    refused(synthetic(x25519_stanza(1) + stanza), "low-order point")
+
+
+def test_real_shares_are_not_low_order(go_age_two):
+    from intake.crypto.header import is_low_order
+
+    shares = [base64.b64decode(s.args[0] + "=") for s in parse_header(go_age_two).stanzas]
+    shares += [os.urandom(32) for _ in range(200)]
+    assert not any(is_low_order(share) for share in shares)
+
+
+# --------------------------------------------------------------------------- the payload
+
+
+def test_the_framing_arithmetic_matches_the_age_tool(tmp_path):
+    from intake.crypto import payload
+
+    recipient = recipients(1)[0]
+    for size in (0, 1, 2048, 65535, 65536, 65537, 131072, 131073, 3 * 65536 + 5):
+        data = age_encrypt(tmp_path, ["-r", recipient], os.urandom(size))
+        after_header = len(data) - parse_header(data).length
+        assert payload.sealed_length(size) == after_header, size
+        assert payload.plaintext_length(after_header) == size
+
+
+def test_exactly_the_lengths_age_gives_are_accepted_as_payloads():
+    from intake.crypto import payload
+
+    bound = 3 * payload.SEALED_CHUNK + 200
+    given_lengths = {payload.sealed_length(n): n for n in range(4 * payload.CHUNK)}
+    for length in range(bound):
+        if length in given_lengths:
+            assert payload.plaintext_length(length) == given_lengths[length]
+        else:
+            with pytest.raises(EnvelopeError):
+                payload.plaintext_length(length)
+
+
+def test_a_final_chunk_of_sixteen_bytes_is_only_the_empty_plaintext():
+    from intake.crypto import payload
+
+    assert payload.plaintext_length(16 + 16) == 0
+    for full in (1, 2, 5):
+        with pytest.raises(EnvelopeError, match="empty last chunk"):
+            payload.plaintext_length(16 + full * payload.SEALED_CHUNK + 16)
+        assert payload.plaintext_length(16 + full * payload.SEALED_CHUNK + 17) == (
+            full * payload.CHUNK + 1)
+
+
+def test_padme_is_idempotent_and_keeps_whole_blocks():
+    from intake.crypto.container import padme
+
+    for n in range(1 << 17):
+        assert padme(padme(n)) == padme(n)
+    for n in range(2048, 1 << 22, 512):
+        assert padme(n) % 512 == 0
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(2048, 4 * 1024**3))
+def test_padme_is_idempotent_up_to_the_largest_container(n):
+    from intake.crypto.container import padme
+
+    assert padme(padme(n)) == padme(n) >= n
+
+
+def test_every_container_the_server_writes_has_a_length_the_check_accepts(tmp_path):
+    import hashlib
+    import io
+
+    from intake.crypto import payload
+    from intake.crypto.container import Attachment, ContainerReader
+
+    for sizes in ([], [1], [511, 512, 513], [65536 * 3 + 7], [300_000, 1, 2]):
+        files = [os.urandom(n) for n in sizes]
+        attachments = [Attachment(f"f{i}.bin", "application/octet-stream", len(data),
+                                  hashlib.sha256(data).hexdigest(),
+                                  lambda data=data: io.BytesIO(data))
+                       for i, data in enumerate(files)]
+        container = ContainerReader("ar", {"narrative": "نص"}, attachments).read()
+        assert payload.container_length_problem(len(container)) is None, sizes
+        for data in (envelope.encrypt_bytes(container, recipients(2)),
+                     age_encrypt(tmp_path, ["-r", recipients(1)[0]], container)):
+            length = parse_header(data).length
+            assert payload.check_payload(data[length:], len(data) - length) == len(container)
+
+
+@pytest.mark.parametrize("recipient_count", [1, 2, 5])
+def test_the_declared_size_of_real_ciphertext_is_accepted_and_its_neighbours_are_not(
+    tmp_path, recipient_count
+):
+    from intake.crypto.header import declared_size_problem, x25519_header_length
+
+    args = [a for r in recipients(recipient_count) for a in ("-r", r)]
+    data = age_encrypt(tmp_path, args, os.urandom(4096))
+    assert parse_header(data).length == x25519_header_length(recipient_count)
+    assert declared_size_problem(len(data), expected_recipients=recipient_count) is None
+    for wrong in (len(data) - 1, len(data) + 1, len(data) + 16, len(data) - 4096, 2, 0):
+        assert declared_size_problem(wrong, expected_recipients=recipient_count)
+    assert declared_size_problem(len(data), expected_recipients=recipient_count + 1)
+
+
+def test_a_payload_that_compresses_is_refused_and_random_bytes_are_not():
+    from intake.crypto import payload
+
+    length = payload.sealed_length(2048)
+    readable = (b"PLAINTEXT: they quoted my messages back to me. " * 60)[:length]
+    for sample in (readable, bytes(length), b"\xff" * length):
+        with pytest.raises(EnvelopeError, match="not encrypted"):
+            payload.check_payload(sample, length)
+    assert payload.check_payload(os.urandom(length), length) == 2048
+
+
+def test_client_ciphertext_from_the_age_tool_passes_every_check(tmp_path):
+    from intake.crypto.header import check_client_ciphertext
+
+    data = age_encrypt(tmp_path, ["-r", recipients(1)[0]], os.urandom(8192))
+    header = check_client_ciphertext(data, expected_recipients=1, total_size=len(data))
+    assert header.length == len(data) - (16 + 8192 + 16)
+    with pytest.raises(EnvelopeError, match="shorter than its size"):
+        check_client_ciphertext(data[:-1000], expected_recipients=1, total_size=len(data))

@@ -107,7 +107,7 @@ def test_two_instances_share_one_database_and_one_export_takes_everything_once(
         client.base = b
         assert client.offset(upload_id) == half
         assert client.put(upload_id, half, ciphertext[half:]).status_code == 200
-        assert client.finish(upload_id).status_code == 201
+        assert client.finish(upload_id, len(ciphertext)).status_code == 201
         markers.append("crossed")
 
     states = submission_states(postgres_url)

@@ -276,10 +276,13 @@ def test_the_source_reading_sees_what_the_tests_of_the_api_see():
     # A guard on the reader itself, with facts test_api.py checks over HTTP.
     assert (400, "csrf") in _errors("require_csrf", {})
     assert {(400, "bad_size"), (400, "bad_keyring_version"), (409, "keyring_changed"),
-            (503, "closed")} <= _errors("create_upload", {})
+            (422, "impossible_size"), (503, "closed"), (503, "busy")} <= _errors("create_upload",
+                                                                              {})
+    assert {(400, "bad_size"), (409, "size_mismatch"), (422, "bad_ciphertext")} <= _errors(
+        "finish", {})
     assert _successes("finish") == {200, 201}
-    assert _reads_body("put_chunk") and _reads_body("create_upload")
-    assert not _reads_body("finish") and not _reads_body("upload_status")
+    assert _reads_body("put_chunk") and _reads_body("create_upload") and _reads_body("finish")
+    assert not _reads_body("upload_status")
     assert _csrf_methods() >= {"POST", "PUT"}
 
 

@@ -230,7 +230,7 @@ def test_a_worker_killed_mid_upload_loses_nothing_acknowledged_and_leaves_nothin
         assert first <= resume_at <= first + len(chunk)
         for offset in range(resume_at, len(ciphertext), 1 * MiB):
             assert client.put(upload_id, offset, ciphertext[offset:offset + MiB]).status_code == 200
-        assert client.finish(upload_id).status_code == 201
+        assert client.finish(upload_id, len(ciphertext)).status_code == 201
         acknowledged.append("RESUMED")
 
         # And the server takes new reports as before.

@@ -36,7 +36,7 @@ from sqlalchemy.orm import sessionmaker
 from intake.errors import IntakeError, StorageFull
 from intake.storage import db
 from intake.storage.blobs import BlobStore, check_id
-from intake.storage.models import Base, KeyringState, Submission
+from intake.storage.models import Base, KeyringState, Submission, Upload
 from intake.storage.submissions import (
     SubmissionNotStored,
     find_orphans,
@@ -53,7 +53,9 @@ DAY = date(2026, 11, 28)
 ALLOWED = {
     "submissions": {"id", "received_on", "size", "keyring_version", "state"},
     "keyring_state": {"id", "highest_version"},
-    "uploads": {"id", "size", "received", "keyring_version", "expires_hour", "state"},
+    # While open: sizes, keyring version, a deadline in minutes. Once filed: id, state, a day.
+    "uploads": {"id", "state", "size", "received", "keyring_version", "expires_minute",
+                "expires_on"},
     "export_challenges": {"bundle_id", "recipient_id", "public_key", "exported_on"},
     "submission_acks": {"submission_id", "recipient_id"},
 }
@@ -682,3 +684,80 @@ def test_the_keyring_floor_is_monotone_under_concurrent_writers_on_two_engines(
         floors = [stored for _, stored in calls]
         assert floors == sorted(floors)  # each writer saw the floor only rise
     assert observed == sorted(observed)
+
+
+# -- uploads: what a row keeps in each state --------------------------------------------------
+
+
+def test_a_filed_upload_row_keeps_no_size_no_keyring_version_and_no_time_finer_than_a_day(
+    factory, tmp_path
+):
+    from intake.storage.uploads import UploadStore
+
+    now = [datetime(2026, 11, 28, 23, 59, 30, tzinfo=UTC).timestamp()]
+    uploads = UploadStore(tmp_path / "uploads", factory, clock=lambda: now[0])
+    upload_id = uploads.create(123_456, 7)
+    uploads.mark_filed(upload_id)
+    with factory() as session:
+        row = session.get(Upload, upload_id)
+    assert (row.state, row.size, row.received, row.keyring_version, row.expires_minute) == (
+        "finished", None, None, None, None)
+    assert type(row.expires_on) is date and row.expires_on == date(2026, 11, 29)
+    # A retried finish a minute after midnight still finds it; two days later it is gone.
+    now[0] += 60
+    assert uploads.get(upload_id).state == "finished"
+    now[0] += 2 * 86400
+    uploads.cleanup()
+    with factory() as session:
+        assert session.get(Upload, upload_id) is None
+
+
+@pytest.mark.parametrize("row", [
+    {"state": "finished", "expires_on": DAY, "size": 10},
+    {"state": "finished", "expires_on": DAY, "received": 10},
+    {"state": "finished", "expires_on": DAY, "keyring_version": 3},
+    {"state": "finished", "expires_on": DAY, "expires_minute": 100},
+    {"state": "finished"},
+    {"state": "open", "size": 10, "received": 0, "keyring_version": 1},
+    {"state": "open", "size": 10, "received": 0, "keyring_version": 1, "expires_minute": 5,
+     "expires_on": DAY},
+], ids=["finished-size", "finished-received", "finished-version", "finished-minute",
+        "finished-no-day", "open-no-deadline", "open-with-day"])
+def test_the_database_refuses_an_upload_row_of_any_other_shape(factory, row):
+    with pytest.raises(IntegrityError), factory() as session, session.begin():
+        session.add(Upload(id="A" * 32, **row))
+
+
+def test_migration_0003_keeps_uploads_in_progress_and_cuts_filed_ones_down(database_url):
+    from alembic import command
+
+    config = db.alembic_config(database_url)
+    command.upgrade(config, "0002")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO uploads (id, size, received, keyring_version, expires_hour, state)"
+                " VALUES ('o' || :pad, 5000, 1200, 4, 500000, 'open'),"
+                " ('f' || :pad, 777777, 777777, 4, 500000, 'finished')"), {"pad": "x" * 31})
+        started = int(time_module.time() // 60)
+        command.upgrade(config, "0003_upload_budget")
+        assert db.current_revision(engine) == "0003_upload_budget"
+        factory = db.make_session_factory(engine)
+        with factory() as session:
+            opened, filed = (session.get(Upload, c + "x" * 31) for c in "of")
+        assert (opened.state, opened.size, opened.received, opened.keyring_version) == (
+            "open", 5000, 1200, 4)
+        assert started + 15 < opened.expires_minute <= int(time_module.time() // 60) + 16
+        assert opened.expires_on is None
+        assert (filed.state, filed.size, filed.received, filed.keyring_version,
+                filed.expires_minute) == ("finished", None, None, None, None)
+        assert type(filed.expires_on) is date
+        # And back: 0002's shape, with the filed upload's sizes unknown (zero).
+        command.downgrade(config, "0002")
+        with engine.connect() as connection:
+            back = dict(connection.execute(text("SELECT id, size FROM uploads")).all())
+        assert back == {"o" + "x" * 31: 5000, "f" + "x" * 31: 0}
+        command.upgrade(config, "head")
+    finally:
+        engine.dispose()

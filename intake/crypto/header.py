@@ -8,6 +8,16 @@ the keyring version the client named, within `MAX_AGE_HEADER` bytes, and with
 at least one payload chunk after it. It cannot tell *which* keys the stanzas
 were made for (X25519 stanzas do not say), so it guarantees shape, not
 destination; a server that serves malicious JavaScript is out of its reach.
+It does refuse an ephemeral share that is a low-order point of Curve25519
+(the all-zero identity, the other small-order points and their non-canonical
+encodings): X25519 with such a share gives the all-zero secret, so no
+identity could ever open the file. The test is an X25519 exchange with a
+fresh private key through pyca/cryptography, which refuses exactly those
+shares; no curve arithmetic is written here.
+
+`check_client_ciphertext` adds the payload checks of `intake.crypto.payload`
+(age's chunk framing, a Padmé-padded container inside, a first chunk that does
+not compress) and that the size the client declared is the size that arrived.
 
 The grammar follows the C2SP age specification: a version line, stanzas of
 ``-> type args`` and a base64 body wrapped at 64 columns whose last line is
@@ -21,12 +31,19 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from intake.crypto import payload
 from intake.errors import EnvelopeError
 from intake.limits import MAX_AGE_HEADER
 
 VERSION_LINE = b"age-encryption.org/v1\n"
 #: A payload is a 16-byte nonce and at least one chunk with its 16-byte tag.
-MIN_PAYLOAD = 16 + 16
+MIN_PAYLOAD = payload.NONCE + payload.TAG
+#: ``-> X25519 <43 base64>\n<43 base64>\n``: every X25519 stanza has this length.
+X25519_STANZA_LENGTH = len(b"-> X25519 ") + 43 + 1 + 43 + 1
+#: ``--- <43 base64>\n``
+MAC_LINE_LENGTH = len(b"--- ") + 43 + 1
 _ARG = re.compile(rb"^[\x21-\x7e]+$")
 _B64 = re.compile(rb"^[A-Za-z0-9+/]*$")
 
@@ -117,6 +134,25 @@ def parse_header(prefix: bytes) -> AgeHeader:
     return AgeHeader(stanzas=tuple(stanzas), length=pos)
 
 
+def x25519_header_length(recipients: int) -> int:
+    """The exact length of an age header with `recipients` X25519 stanzas and nothing else."""
+    return len(VERSION_LINE) + recipients * X25519_STANZA_LENGTH + MAC_LINE_LENGTH
+
+
+def is_low_order(share: bytes, probe: X25519PrivateKey | None = None) -> bool:
+    """Whether the 32-byte X25519 `share` is a low-order point (no key can open its stanza).
+
+    An exchange with any private key (`probe`, else a fresh one) gives the
+    all-zero secret exactly for those shares, and pyca/cryptography refuses it.
+    """
+    probe = probe or X25519PrivateKey.generate()
+    try:
+        probe.exchange(X25519PublicKey.from_public_bytes(share))
+    except ValueError:
+        return True
+    return False
+
+
 def check_client_header(
     prefix: bytes, *, expected_recipients: int, total_size: int | None = None
 ) -> AgeHeader:
@@ -127,6 +163,7 @@ def check_client_header(
     number of active recipients of the keyring version the client encrypted to.
     """
     header = parse_header(prefix)
+    probe = X25519PrivateKey.generate()
     for stanza in header.stanzas:
         if stanza.type != "X25519":
             raise EnvelopeError(
@@ -135,10 +172,15 @@ def check_client_header(
             )
         if len(stanza.args) != 1:
             raise EnvelopeError("An X25519 stanza must have exactly one argument.")
-        if len(_b64(stanza.args[0].encode("ascii"), "X25519 share")) != 32:
+        share = _b64(stanza.args[0].encode("ascii"), "X25519 share")
+        if len(share) != 32:
             raise EnvelopeError("An X25519 stanza's ephemeral share is not 32 bytes.")
         if len(stanza.body) != 32:
             raise EnvelopeError("An X25519 stanza's wrapped key is not 32 bytes.")
+        if is_low_order(share, probe):
+            raise EnvelopeError(
+                "An X25519 stanza's ephemeral share is a low-order point; no key can open it."
+            )
     if len(header.stanzas) != expected_recipients:
         raise EnvelopeError(
             f"The ciphertext is encrypted to {len(header.stanzas)} recipients but the keyring has "
@@ -147,3 +189,27 @@ def check_client_header(
     if total_size is not None and total_size < header.length + MIN_PAYLOAD:
         raise EnvelopeError("The ciphertext ends right after its header; the upload is incomplete.")
     return header
+
+
+def check_client_ciphertext(
+    prefix: bytes, *, expected_recipients: int, total_size: int
+) -> AgeHeader:
+    """Everything checkable without a key about `total_size` bytes of client ciphertext.
+
+    `prefix` is the start of the file: reading ``MAX_AGE_HEADER + payload.SAMPLE``
+    bytes is always enough. The header must pass `check_client_header`; the
+    payload after it, `intake.crypto.payload.check_payload`.
+    """
+    header = check_client_header(prefix, expected_recipients=expected_recipients,
+                                 total_size=total_size)
+    payload.check_payload(prefix[header.length:], total_size - header.length)
+    return header
+
+
+def declared_size_problem(size: int, *, expected_recipients: int) -> str | None:
+    """Why a client's announced ciphertext `size` cannot be a submission, or None.
+
+    Browser ciphertext has a header of known length (only X25519 stanzas, one
+    per active recipient) and a payload that must frame a padded container.
+    """
+    return payload.declared_size_problem(size, x25519_header_length(expected_recipients))

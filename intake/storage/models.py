@@ -5,7 +5,10 @@ padded ciphertext size, the keyring version used and a state. Per deployment:
 the highest keyring version ever accepted. No address, user agent, language,
 referrer or timestamp has a column, and tests/test_storage.py pins the exact
 set of columns in the database. `Upload` is the transient bookkeeping of a
-resumable upload (see `intake.storage.uploads`), deleted when it expires.
+resumable upload (see `intake.storage.uploads`): while it is open, its
+declared and arrived sizes, its keyring version and the minute it expires if
+nothing more arrives; once filed, only its id, its state and the day its row
+goes, and a check constraint holds every row to one of these two shapes.
 
 The migrations in `migrations/versions/` are the schema's source of truth in a
 database; these models must agree with them (a test compares the two).
@@ -76,23 +79,46 @@ class KeyringState(Base):
 
 UPLOAD_STATES = ("open", "finishing", "finished")
 
+#: What a row keeps in each state: an upload in progress needs its sizes, its keyring
+#: version and its deadline; a filed one (kept only to answer a retried finish) needs
+#: nothing but the day its row goes. Shared with migration 0003_upload_budget.
+UPLOAD_ROW_SHAPE = (
+    "(state IN ('open', 'finishing') AND size IS NOT NULL AND received IS NOT NULL"
+    " AND keyring_version IS NOT NULL AND expires_minute IS NOT NULL AND expires_on IS NULL)"
+    " OR (state = 'finished' AND size IS NULL AND received IS NULL"
+    " AND keyring_version IS NULL AND expires_minute IS NULL AND expires_on IS NOT NULL)"
+)
+
 
 class Upload(Base):
     """A resumable upload of browser-made ciphertext, until it is filed or expires.
 
     Its id is a capability (192 random bits) and is never a submission id.
-    Expiry is kept to the hour, not the second.
+    An open upload expires when nothing arrives for 15 minutes: its deadline is
+    kept to the minute (`expires_minute`), which is what a 15-minute deadline
+    needs. A filed upload keeps no size, no keyring version and no time finer
+    than a day (`expires_on`).
     """
 
     __tablename__ = "uploads"
-    __table_args__ = (CheckConstraint(_in("state", UPLOAD_STATES), name="upload_state"),)
+    __table_args__ = (
+        CheckConstraint(_in("state", UPLOAD_STATES), name="upload_state"),
+        CheckConstraint(UPLOAD_ROW_SHAPE, name="upload_row_shape"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    received: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    keyring_version: Mapped[int] = mapped_column(Integer)
-    expires_hour: Mapped[int] = mapped_column(Integer)  # hours since the epoch, UTC
     state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    size: Mapped[int | None] = mapped_column(BigInteger)  # declared ciphertext bytes, while open
+    received: Mapped[int | None] = mapped_column(BigInteger)  # arrived from the start, while open
+    keyring_version: Mapped[int | None] = mapped_column(Integer)
+    expires_minute: Mapped[int | None] = mapped_column(Integer)  # minutes since the epoch, UTC
+    expires_on: Mapped[date | None] = mapped_column(Date)  # a filed row goes after this day
+
+    @validates("expires_on")
+    def _only_a_day(self, _key: str, value: date | None) -> date | None:
+        if value is not None and (isinstance(value, datetime) or not isinstance(value, date)):
+            raise TypeError("expires_on is a day (datetime.date), never a time")
+        return value
 
 
 class ExportChallenge(Base):

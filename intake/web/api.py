@@ -4,10 +4,14 @@ The browser encrypts the report itself; this API only ever sees age
 ciphertext. Create an upload (an unguessable id, the chunk size and the size
 limit come back), send chunks with their offsets (any chunk may be sent
 again; a gap is refused with the offset to resume from), ask how much
-arrived, finish. Finishing checks the age header against the keyring version
-the page encrypted to, then files the ciphertext in the blob store exactly
-like the no-JavaScript path. Every state-changing call needs the CSRF token
-in the ``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
+arrived, finish with the size again. Creating refuses a size that no report
+encrypted to the keyring's recipients can have, and answers 503 "busy" only
+when the open uploads hold the whole budget (`intake.storage.uploads`).
+Finishing checks, without a key, everything about the ciphertext that can be
+checked (`intake.crypto.header.check_client_ciphertext`) against the keyring
+version the page encrypted to, then files it in the blob store exactly like
+the no-JavaScript path. Every state-changing call needs the CSRF token in the
+``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
 """
 
 from __future__ import annotations
@@ -24,20 +28,22 @@ from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError
 
 from intake.crypto import keyring as kr
-from intake.crypto.header import check_client_header
+from intake.crypto import payload
+from intake.crypto.header import check_client_ciphertext, declared_size_problem
 from intake.errors import EnvelopeError
-from intake.limits import MAX_AGE_HEADER, MiB
+from intake.limits import MAX_AGE_HEADER, UPLOAD_CHUNK, MiB
 from intake.storage.models import Submission
 from intake.storage.models import Upload as UploadRow
 from intake.storage.submissions import new_submission_id, record_submission
-from intake.storage.uploads import OffsetMismatch, UploadGone
+from intake.storage.uploads import OffsetMismatch, UploadBudgetFull, UploadGone, UploadNotOpen
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import today
 
-CHUNK_SIZE = 4 * MiB
+CHUNK_SIZE = UPLOAD_CHUNK
 MAX_CHUNK = 8 * MiB
-MAX_PENDING_UPLOADS = 500
 CLEANUP_EVERY_SECONDS = 300
+#: What finishing reads of the ciphertext: the whole header and the payload's first chunk.
+FINISH_PREFIX = MAX_AGE_HEADER + payload.SAMPLE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -115,7 +121,7 @@ def _json() -> dict[str, Any]:
 
 def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ApiError(400, "bad_" + name, f"{name} must be a whole number.")
+        raise ApiError(400, "bad_" + name, f"Send {name} as a whole number.")
     return value
 
 
@@ -148,9 +154,14 @@ def create_upload():
         raise ApiError(413, "too_large",
                        "The report is larger than the intake accepts; send fewer or smaller files.",
                        max_size=limit)
-    if _state().uploads.pending() >= MAX_PENDING_UPLOADS:
-        raise ApiError(503, "busy", "The intake is busy; try again in a few minutes.")
-    upload_id = _state().uploads.create(size, version)
+    problem = declared_size_problem(size, expected_recipients=len(keyring.active_recipients()))
+    if problem is not None:
+        raise ApiError(422, "impossible_size",
+                       f"No report encrypted to this keyring has this size: {problem}.")
+    try:
+        upload_id = _state().uploads.create(size, version)
+    except UploadBudgetFull:
+        raise ApiError(503, "busy", "The intake is busy; try again in a few minutes.") from None
     return jsonify(id=upload_id, chunk_size=CHUNK_SIZE, max_chunk=MAX_CHUNK, max_size=limit,
                    offset=0), 201
 
@@ -166,6 +177,8 @@ def _upload(upload_id: str):
 @bp.get("/uploads/<upload_id>")
 def upload_status(upload_id: str):
     upload = _upload(upload_id)
+    if upload.state == "finished":  # a filed upload's row no longer knows its size
+        return jsonify(state=upload.state)
     return jsonify(offset=upload.received, size=upload.size, state=upload.state)
 
 
@@ -185,6 +198,8 @@ def put_chunk(upload_id: str):
     data = request.get_data(cache=False)
     if len(data) != length:
         raise ApiError(400, "truncated_chunk", "The chunk arrived incomplete; send it again.")
+    if upload.state != "open":  # a filed upload's row no longer knows its size
+        raise ApiError(409, "not_open", "This upload is already finished.")
     if offset + len(data) > upload.size:
         raise ApiError(413, "beyond_size", "The chunk goes past the announced size.")
     try:
@@ -192,17 +207,25 @@ def put_chunk(upload_id: str):
     except OffsetMismatch as exc:
         raise ApiError(409, "offset_mismatch", "Resume from the offset given.",
                        offset=exc.received) from None
-    except UploadGone:
+    except UploadNotOpen:
         raise ApiError(409, "not_open", "This upload is already finished.") from None
+    except UploadGone:
+        raise ApiError(404, "unknown_upload",
+                       "This upload is unknown or expired; start the upload again.") from None
     return jsonify(offset=received, size=upload.size)
 
 
 @bp.post("/uploads/<upload_id>/finish")
 def finish(upload_id: str):
     state = _state()
+    size = _int(_json().get("size"), "size")
     upload = _upload(upload_id)
     if upload.state == "finished":
         return jsonify(status="stored"), 200
+    if size != upload.size:
+        raise ApiError(409, "size_mismatch",
+                       "The size sent to finish is not the size the upload was created with; "
+                       "start the upload again.", size=upload.size)
     if upload.received != upload.size:
         raise ApiError(409, "incomplete", "Part of the upload is missing; resume it.",
                        offset=upload.received)
@@ -229,9 +252,9 @@ def _file(upload: UploadRow) -> None:
     path = state.uploads.path(upload_id)
     try:
         with path.open("rb") as fh:
-            prefix = fh.read(MAX_AGE_HEADER + 1)
-        check_client_header(prefix, expected_recipients=len(keyring.active_recipients()),
-                            total_size=upload.size)
+            prefix = fh.read(FINISH_PREFIX)
+        check_client_ciphertext(prefix, expected_recipients=len(keyring.active_recipients()),
+                                total_size=upload.size)
     except EnvelopeError as exc:
         state.uploads.discard(upload_id)
         raise ApiError(422, "bad_ciphertext", str(exc)) from None
@@ -242,7 +265,7 @@ def _file(upload: UploadRow) -> None:
         record_submission(state.session_factory, state.store, submission_id=submission_id,
                           day=day, keyring_version=keyring.version)
     except BaseException:
-        state.uploads.set_state(upload_id, "open")  # the part file is intact: finish again
+        state.uploads.reopen(upload_id)  # the part file is intact: finish again
         raise
     state.uploads.mark_filed(upload_id)
 

@@ -83,15 +83,21 @@ def browser_config(keyring: kr.Keyring) -> dict[str, Any] | None:
         ],
         "messages": {
             "unsupported": _("This browser cannot encrypt the report itself."),
-            "worker_failed": _("Encrypting on this device failed."),
             "preparing": _("Preparing your report…"),
             "encrypting": _("Encrypting your report on this device…"),
             "uploading": _("Sending the encrypted report…"),
             "retrying": _("The connection dropped; trying again…"),
             "keyring_changed": _("The list of readers changed; encrypting again for them…"),
             "done": _("Sent."),
-            "failed": _("The report could not be sent."),
             "too_many_files": _("Too many files"),
+            # After "send", when the encrypted path fails: the page offers a choice.
+            "busy": _("The intake is busy: many reports are being sent at this moment."),
+            "closed": _("The intake is temporarily closed. Try again later."),
+            "not_sent": _("Encrypting it on this device or sending it did not work."),
+            "chosen_server": _("You chose to send the report through the server."),
+            "too_large": _(
+                "The report is larger than the intake accepts. Send fewer or smaller files."
+            ),
         },
     }
 

@@ -1,1 +1,2 @@
-"""The hostile corpus: inputs an attacker can make, each with the exact outcome it must get."""
+"""The hostile corpus: inputs an attacker can make or send, each with the exact outcome it
+must get."""

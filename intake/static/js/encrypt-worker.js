@@ -200,10 +200,10 @@ async function sendChunk(job, uploadId, offset, bytes) {
 
 // Finishing is idempotent on the server (a finished upload answers "stored"),
 // so a lost answer is asked again rather than the report being sent twice.
-async function finishUpload(job, uploadId) {
+async function finishUpload(job, uploadId, size) {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await api(job, "POST", `/uploads/${uploadId}/finish`, "{}", "application/json");
+      return await api(job, "POST", `/uploads/${uploadId}/finish`, JSON.stringify({ size }), "application/json");
     } catch (error) {
       const retryable = !(error instanceof ApiError) || error.status >= 500 ||
         (error.status === 409 && error.body.error === "in_progress");
@@ -299,7 +299,7 @@ async function run(job) {
     await inFlight;
     if (offset !== size) throw new Error("the ciphertext size was not the one announced");
     try {
-      await finishUpload(job, created.id);
+      await finishUpload(job, created.id, size);
     } catch (error) {
       if (error instanceof ApiError && error.body.error === "keyring_changed") {
         job.keyring = error.body.keyring;
@@ -325,6 +325,6 @@ self.onmessage = (event) => {
     return;
   }
   run(job).catch((error) => {
-    self.postMessage({ type: "error", status: error.status || 0, message: String(error.message || error) });
+    self.postMessage({ type: "error", status: error.status || 0, code: (error.body && error.body.error) || "", message: String(error.message || error) });
   });
 };

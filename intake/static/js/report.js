@@ -5,9 +5,17 @@
  * submitting the form hands the fields and the chosen files to a Web Worker
  * that builds the report container, age-encrypts it to the keyring embedded
  * in this page and uploads only ciphertext. The form stays as it is until the
- * server confirms. When the browser cannot, or the worker fails, the page says
- * so and the form is sent the standard way (encrypted by the server on
+ * server confirms. When the browser cannot, the page says so before anything
+ * is typed, and the form is sent the standard way (encrypted by the server on
  * arrival). Plaintext is never sent to the upload API.
+ *
+ * Once the source has pressed send, a failure of the encrypted path (the
+ * intake busy, a worker error, an API error, the network failing again and
+ * again) never sends the form another way by itself: someone who can make the
+ * API fail must not be able to push reports onto the path where the server
+ * sees them. The page says what happened and lets the source choose: try the
+ * encrypted path again, or send through the server now, knowing that the
+ * server then sees the report in memory. Nothing typed is lost either way.
  */
 (function () {
   "use strict";
@@ -22,6 +30,7 @@
   var encryptBar = document.getElementById("encrypt-progress");
   var uploadBar = document.getElementById("upload-progress");
   var button = form.querySelector("button[type=submit]");
+  var choice = document.getElementById("js-choice");
   var sendingPlain = false;
 
   function capable() {
@@ -136,9 +145,46 @@
     bar.value = done;
   }
 
+  // The encrypted path failed after the source pressed send: say why, keep the
+  // form as it is, and wait for the source to choose.
+  function offerChoice(reason, serverPathHelps) {
+    button.disabled = false;
+    progressBox.hidden = true;
+    choice.querySelector(".reason").textContent = reason;
+    document.getElementById("js-server-option").hidden = !serverPathHelps;
+    choice.hidden = false;
+    choice.focus();
+  }
+
+  function failed(m) {
+    if (m.status === 413) {
+      status.textContent = messages.too_large; // too large for either path
+      button.disabled = false;
+    } else if (m.status === 503 && m.code === "busy") {
+      offerChoice(messages.busy, true);
+    } else if (m.status === 503 && m.code === "closed") {
+      offerChoice(messages.closed, false);
+    } else {
+      offerChoice(messages.not_sent, true);
+    }
+  }
+
+  document.getElementById("js-retry").addEventListener("click", sendEncrypted);
+  document.getElementById("js-send-server").addEventListener("click", function () {
+    choice.hidden = true;
+    useServerPath(messages.chosen_server);
+    document.body.setAttribute("data-js-path", "server");
+    form.requestSubmit();
+  });
+
   form.addEventListener("submit", function (event) {
     if (sendingPlain) return; // the standard way: let the browser post the form
     event.preventDefault();
+    sendEncrypted();
+  });
+
+  function sendEncrypted() {
+    choice.hidden = true;
     var collected = collect();
     if (collected.missing.length) {
       showProblems(collected.missing);
@@ -154,11 +200,12 @@
     try {
       worker = new Worker(config.worker);
     } catch (e) {
-      useServerPath(messages.worker_failed);
-      form.requestSubmit();
+      failed({ status: 0 });
       return;
     }
     button.disabled = true;
+    setBar(encryptBar, 0, 1);
+    setBar(uploadBar, 0, 1);
     progressBox.hidden = false;
     document.body.setAttribute("data-js-path", "encrypted");
     status.textContent = messages.preparing;
@@ -179,24 +226,16 @@
         window.location.assign(config.thanks);
       } else if (m.type === "error") {
         worker.terminate();
-        button.disabled = false;
-        if (m.status === 413 || m.status === 503) {
-          status.textContent = messages.failed + " " + m.message;
-          return;
-        }
-        useServerPath(messages.worker_failed);
-        form.requestSubmit();
+        failed(m);
       }
     };
     worker.onerror = function () {
       worker.terminate();
-      button.disabled = false;
-      useServerPath(messages.worker_failed);
-      form.requestSubmit();
+      failed({ status: 0 });
     };
     worker.postMessage({
       vendor: config.vendor, api: config.api, csrf: config.csrf, lang: config.lang,
       keyring: config.keyring, fields: collected.fields, files: files,
     });
-  });
+  }
 })();

@@ -7,14 +7,14 @@ reviewers (recipient ids) have proven an ack of a submission; its rows go
 with the submission.
 
 Revision ID: 0004_ack_proofs
-Revises: 0002
+Revises: 0003_upload_budget
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_ack_proofs"
-down_revision = "0002"
+down_revision = "0003_upload_budget"
 branch_labels = None
 depends_on = None
 
