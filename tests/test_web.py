@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from helpers import Deployment, form_tokens, make_settings, valid_report
-from sqlalchemy import text
 
 from intake.config import Settings
 from intake.crypto import keyring as kr
@@ -376,11 +375,11 @@ def test_postgresql_stores_reports_the_same_way(tmp_path, deployment):
     url = os.environ.get("INTAKE_TEST_DATABASE_URL")
     if not url:
         pytest.skip("INTAKE_TEST_DATABASE_URL is not set (.ci/run sets it)")
-    engine = db.make_engine(url)
-    with engine.begin() as connection:
-        for table in ("submissions", "keyring_state", "uploads", "alembic_version"):
-            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    from test_storage import clean_postgres
+
+    clean_postgres(url)
     db.upgrade(url)
+    engine = db.make_engine(url)
     settings = Settings(
         data_dir=tmp_path / "pg",
         database_url=url,
