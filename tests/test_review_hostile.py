@@ -20,6 +20,8 @@ import csv
 import io
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,14 @@ def test_every_reader_survives_any_case_folder(
     assert set(written) <= {"cases.db", "cases.db-wal", "cases.db-shm"}
     assert sum(written.values()) <= 4 * arrived + 4 * 1024 * 1024
     assert (folder / "report.json").read_bytes() == report_bytes  # the record is untouched
+
+
+def test_out_to_a_device_writes_through_it_and_never_replaces_it(capsys, hostile_store: Path):
+    # atomic_write's rename once put a regular file, mode 0600, in place of /dev/null.
+    before = os.stat("/dev/null")
+    code, _out, err = run(capsys, "review", "export", "--format", "csv", "--out", "/dev/null",
+                          "--cases", str(hostile_store))
+    after = os.stat("/dev/null")
+    assert code == 0, err
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (
+        before.st_ino, before.st_rdev)

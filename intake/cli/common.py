@@ -120,10 +120,32 @@ cases_option = click.option(
 
 
 def write_document(text: str, out: Path | None) -> None:
+    """Write a document to standard output, or to `out`.
+
+    A regular file (or a new one) is replaced atomically, mode 0600. Anything
+    else that already exists at `out` (``/dev/null``, a FIFO, a terminal) is
+    written to in place: replacing it would put a regular file where the
+    device was (``--out /dev/null`` once turned the machine's /dev/null into a
+    file).
+    """
     if out is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
+    import os
+    import stat
+
     from intake.fsutil import atomic_write
 
-    atomic_write(out, text.encode("utf-8"), mode=0o600)
+    data = text.encode("utf-8")
+    try:
+        mode = os.stat(out).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISDIR(mode):
+            raise IntakeError(f"{out} is a folder; give a file name to write to.")
+        with open(out, "wb") as fh:  # a device or a pipe: write through it, never replace it
+            fh.write(data)
+        return
+    atomic_write(out, data, mode=0o600)
     info(f"Wrote {out}.")
