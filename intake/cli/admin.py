@@ -23,7 +23,8 @@ def export(out_dir: Path) -> None:
     from intake.config import settings_from_env
     from intake.transfer.server_side import export_bundle
 
-    made = export_bundle(settings_from_env(), out_dir, terminal_progress("Exporting"))
+    settings = settings_from_env().require_existing()
+    made = export_bundle(settings, out_dir, terminal_progress("Exporting"))
     if made is None:
         info("Nothing new to export: every submission has been exported already.")
         return
@@ -44,7 +45,7 @@ def purge(ack_path: Path) -> None:
     from intake.config import settings_from_env
     from intake.transfer.server_side import purge as run_purge
 
-    result = run_purge(settings_from_env(), ack_path)
+    result = run_purge(settings_from_env().require_existing(), ack_path)
     for submission_id in result.deleted:
         info(f"deleted {submission_id}")
     for submission_id, reason in result.kept:

@@ -14,11 +14,21 @@ lock is enough).
 `upgrade` runs the Alembic migrations in `migrations/` to head from code: no
 alembic.ini and no logging configuration (Alembic's usual `fileConfig` is
 never called, and nothing here echoes SQL).
+
+A database URL that cannot work, or a first connection that fails, becomes a
+`DatabaseSetupError`: one sentence that says what to do ("PostgreSQL refused
+the password for user intake …; check INTAKE_DATABASE_URL"), never the
+driver's traceback and never the password. The translation lives here alone
+(`make_engine` checks the URL; a ``handle_error`` hook on every engine
+translates a failed connect), so every command and the app factory get it
+wherever they first touch the database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +37,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import sessionmaker
+
+from intake.errors import IntakeError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -36,22 +49,70 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT = 30
 
 
+#: How the database URL should look, for messages.
+URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+
+
+class DatabaseSetupError(IntakeError):
+    """The database URL cannot work, or the database refused the first connection."""
+
+
+def parse_database_url(url: str) -> URL:
+    """`url` parsed, or a `DatabaseSetupError` that says how to write it (never echoing it)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise DatabaseSetupError(
+            f"INTAKE_DATABASE_URL is not a database URL; write it as {URL_FORMS}."
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        raise DatabaseSetupError(
+            "INTAKE_DATABASE_URL uses postgres://, which SQLAlchemy does not know; "
+            "write postgresql+psycopg://USER:PASSWORD@HOST/DATABASE instead."
+        )
+    if backend == "postgresql" and driver not in ("", "psycopg"):
+        raise DatabaseSetupError(
+            f"INTAKE_DATABASE_URL names the driver {driver}, which the intake does not "
+            "install; write postgresql+psycopg://USER:PASSWORD@HOST/DATABASE."
+        )
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseSetupError(
+            f"INTAKE_DATABASE_URL names {backend}, which the intake does not support; "
+            f"use {URL_FORMS}."
+        )
+    if backend == "postgresql" and not driver:
+        # SQLAlchemy 2.0 would pick psycopg2 here, which is not installed.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`: "sqlite:///path" or "postgresql+psycopg://...".
 
     For SQLite, the database file's directory is created (mode 0700) if needed.
+    A URL that cannot work raises `DatabaseSetupError` here; a connection that
+    fails raises it at first use.
     """
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+        except (NoSuchModuleError, ModuleNotFoundError):
+            raise DatabaseSetupError(
+                "The PostgreSQL driver is missing; reinstall intake (it needs psycopg)."
+            ) from None
+        event.listen(engine, "handle_error", _explain_failed_connect)
+        return engine
 
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith(
         "file:"
     ):
         Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
+        parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
     )
+    event.listen(engine, "handle_error", _explain_failed_connect)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -63,6 +124,97 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _explain_failed_connect(context: ExceptionContext) -> None:
+    """Turn a failed first connection into a `DatabaseSetupError` (SQLAlchemy's hook).
+
+    Only failures to connect are translated (`context.connection` is None);
+    an error in a query on a working connection goes on as it was.
+    """
+    if context.connection is not None or context.original_exception is None:
+        return
+    explained = explain_connect_failure(context.original_exception, context.engine.url)
+    if explained is not None:
+        raise explained from context.sqlalchemy_exception
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "this user"
+
+
+def explain_connect_failure(exc: BaseException, url: URL) -> DatabaseSetupError | None:
+    """One sentence for a driver's connection failure, or None if it is not one.
+
+    PostgreSQL (psycopg) gives no SQLSTATE for a failed connection, so the
+    libpq message is read; what cannot be recognised still gets a sentence
+    with libpq's own words, the password removed.
+    """
+    message = str(exc)
+    if url.get_backend_name() == "sqlite":
+        if "unable to open database file" in message:
+            return DatabaseSetupError(
+                f"The SQLite database {url.database} cannot be opened; check that its folder "
+                "exists and that this user may write there, or set INTAKE_DATA_DIR."
+            )
+        return None
+    user = url.username or _os_user()
+    socket = url.query.get("host")
+    if url.host:
+        where = f"{url.host}:{url.port or 5432}"
+    elif isinstance(socket, str):
+        where = f"the local socket in {socket}"
+    else:
+        where = "the local socket"
+    database = url.database or user
+    if "password authentication failed" in message:
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} refused the password for user {user}; "
+            "check the user and password in INTAKE_DATABASE_URL."
+        )
+    if re.search(r"(Peer|Ident) authentication failed", message):
+        return DatabaseSetupError(
+            f"PostgreSQL's peer authentication on {where} accepts user {user} only from the "
+            f"system user of that name, and this command runs as {_os_user()}; connect over "
+            "TCP with a password in INTAKE_DATABASE_URL "
+            f"(postgresql+psycopg://{user}:PASSWORD@127.0.0.1/{database}) "
+            f"or run the command as system user {user}."
+        )
+    if "no password supplied" in message:
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} asks for a password for user {user} and INTAKE_DATABASE_URL "
+            f"gives none; write it as postgresql+psycopg://{user}:PASSWORD@HOST/{database}."
+        )
+    if re.search(r'database ".*" does not exist', message):
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} has no database named {database}; create it "
+            "(deploy/README.md shows how) or correct INTAKE_DATABASE_URL."
+        )
+    if re.search(r'role ".*" does not exist', message):
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} has no user named {user}; create it "
+            "(deploy/README.md shows how) or correct INTAKE_DATABASE_URL."
+        )
+    if "failed to resolve host" in message or "could not translate host name" in message:
+        return DatabaseSetupError(
+            f"The PostgreSQL host {url.host} in INTAKE_DATABASE_URL cannot be found; correct it."
+        )
+    if "Connection refused" in message or "No such file or directory" in message:
+        return DatabaseSetupError(
+            f"Nothing answers for PostgreSQL at {where}; start PostgreSQL, or correct the host "
+            "and port in INTAKE_DATABASE_URL."
+        )
+    detail = message.strip().splitlines()[-1] if message.strip() else type(exc).__name__
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    detail = re.sub(r"[^\x20-\x7e]", "?", detail)[:200]
+    return DatabaseSetupError(
+        f"Cannot connect to PostgreSQL at {where} as user {user} ({detail}); check "
+        "INTAKE_DATABASE_URL and that PostgreSQL is running."
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:
