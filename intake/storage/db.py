@@ -18,10 +18,12 @@ never called, and nothing here echoes SQL).
 A database URL that cannot work, or a first connection that fails, becomes a
 `DatabaseSetupError`: one sentence that says what to do ("PostgreSQL refused
 the password for user intake …; check INTAKE_DATABASE_URL"), never the
-driver's traceback and never the password. The translation lives here alone
-(`make_engine` checks the URL; a ``handle_error`` hook on every engine
-translates a failed connect), so every command and the app factory get it
-wherever they first touch the database.
+driver's traceback and never the password. The translation lives here alone:
+`make_engine` checks the URL, and `first_connection` explains a connection
+that fails. `upgrade` and `current_revision` (so `is_up_to_date`) connect
+through it, and they are what every command and the app factory call first;
+later failures (a database that goes away under a running server) keep
+SQLAlchemy's own exceptions, which the request paths handle.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import sessionmaker
 
 from intake.errors import IntakeError
@@ -91,8 +93,8 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`: "sqlite:///path" or "postgresql+psycopg://...".
 
     For SQLite, the database file's directory is created (mode 0700) if needed.
-    A URL that cannot work raises `DatabaseSetupError` here; a connection that
-    fails raises it at first use.
+    A URL that cannot work raises `DatabaseSetupError` here; connect through
+    `first_connection` to have a failed connection explained too.
     """
     parsed = parse_database_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -102,7 +104,6 @@ def make_engine(url: str) -> Engine:
             raise DatabaseSetupError(
                 "The PostgreSQL driver is missing; reinstall intake (it needs psycopg)."
             ) from None
-        event.listen(engine, "handle_error", _explain_failed_connect)
         return engine
 
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith(
@@ -112,7 +113,6 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(
         parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
     )
-    event.listen(engine, "handle_error", _explain_failed_connect)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -126,17 +126,22 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _explain_failed_connect(context: ExceptionContext) -> None:
-    """Turn a failed first connection into a `DatabaseSetupError` (SQLAlchemy's hook).
+@contextlib.contextmanager
+def first_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection from `engine`; if connecting fails, a `DatabaseSetupError` saying why.
 
-    Only failures to connect are translated (`context.connection` is None);
-    an error in a query on a working connection goes on as it was.
+    Only the connect step is explained: an error in what the caller then does
+    with the connection goes on as it was.
     """
-    if context.connection is not None or context.original_exception is None:
-        return
-    explained = explain_connect_failure(context.original_exception, context.engine.url)
-    if explained is not None:
-        raise explained from context.sqlalchemy_exception
+    try:
+        connection = engine.connect()
+    except DBAPIError as exc:
+        explained = explain_connect_failure(exc.orig or exc, engine.url)
+        if explained is None:
+            raise
+        raise explained from exc
+    with connection:
+        yield connection
 
 
 def _os_user() -> str:
@@ -236,7 +241,17 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Apply every migration up to head; a database already there is left alone."""
+    """Apply every migration up to head; a database already there is left alone.
+
+    A database that cannot be reached is explained (`first_connection`) before
+    Alembic starts.
+    """
+    engine = make_engine(url)
+    try:
+        with first_connection(engine):
+            pass
+    finally:
+        engine.dispose()
     command.upgrade(alembic_config(url), "head")
 
 
@@ -247,7 +262,7 @@ def head_revision() -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at; None for a database never upgraded."""
-    with engine.connect() as connection:
+    with first_connection(engine) as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
