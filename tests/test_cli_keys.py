@@ -392,6 +392,18 @@ def test_sign_refuses_a_keyring_issued_in_the_future(deployment, tmp_path):
     assert_clean_failure(result, "in the future")
 
 
+def test_sign_refuses_a_keyring_changed_after_another_admin_signed_it(deployment, tmp_path):
+    root, _ = deployment
+    work = with_second_admin(deployment, tmp_path)
+    document = json.loads((work / "keys/keyring.json").read_text())
+    document["recipients"][0]["label"] = "Mallory"  # edited after admin A signed
+    (work / "keys/keyring.json").write_text(json.dumps(document))
+    before = (work / "keys/keyring.json").read_bytes()
+    result = intake(work, "keys", "sign", "--admin-key", "b.key", "--passphrase-file", "p")
+    assert_clean_failure(result, "changed after it was signed")
+    assert (work / "keys/keyring.json").read_bytes() == before
+
+
 def fresh_copy(deployment, tmp_path: Path) -> Path:
     """The deployment's keys with a new, unsigned version, in a folder of their own."""
     root, _ = deployment
