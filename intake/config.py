@@ -5,6 +5,12 @@ INTAKE_DATABASE_URL, INTAKE_KEYRING, INTAKE_ADMINS, INTAKE_MAX_UPLOAD. Nothing
 needs setting for a demo: data goes to ./var, SQLite lives there, keys are
 read from ./keys. `load_secret_key` creates the Flask secret on first run,
 mode 0600, in the data directory.
+
+Commands that only read or change an existing deployment (`intake export`,
+`intake purge`) call `Settings.require_existing` first: run from the wrong
+folder, they must say where they looked instead of creating an empty
+deployment there. Only `intake db upgrade`, `serve`, `demo` and the server
+create one.
 """
 
 from __future__ import annotations
@@ -51,6 +57,52 @@ class Settings:
     @property
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret_key"
+
+    def require_existing(self) -> Settings:
+        """These settings, if a deployment lives where they point; else refuse, creating nothing.
+
+        A deployment is its data folder and a database that answers and is up
+        to date (on SQLite, the file in the data folder must exist first, since
+        connecting would create it). Only a connection is opened: nothing is
+        made but SQLite's own lock files beside an existing database.
+        """
+        if not self.data_dir.is_dir():
+            raise IntakeError(
+                f"There is no intake deployment at {self.data_dir}: run the command in the "
+                "deployment's folder, or set INTAKE_DATA_DIR to its data folder."
+            )
+        sqlite_file = _sqlite_file(self.database_url)
+        if sqlite_file is not None and not sqlite_file.is_file():
+            raise IntakeError(
+                f"There is no intake database at {sqlite_file}: set INTAKE_DATA_DIR (or "
+                "INTAKE_DATABASE_URL) to the deployment's, or run `intake db upgrade` to start one."
+            )
+        from intake.storage import db  # the storage layer sits above the settings
+
+        engine = db.make_engine(self.database_url)
+        try:
+            if not db.is_up_to_date(engine):
+                raise IntakeError(
+                    "The database is not up to date for this version of intake; "
+                    "run `intake db upgrade` first."
+                )
+        finally:
+            engine.dispose()
+        return self
+
+
+def _sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL ("sqlite:///path"), or None for any other database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+    except (ArgumentError, ValueError):
+        return None  # the engine explains a malformed URL in its own words
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).absolute()
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:

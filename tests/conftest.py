@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import STRONG_PASSPHRASE
 from pyrage import x25519
 
 STRICT = bool(os.environ.get("INTAKE_STRICT_TESTS"))
@@ -44,7 +45,7 @@ def reviewer_keys() -> list[x25519.Identity]:
 @pytest.fixture(scope="session")
 def passphrase_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("secrets") / "passphrase"
-    path.write_text("correct horse battery staple\n")
+    path.write_text(STRONG_PASSPHRASE + "\n")
     return path
 
 

@@ -26,6 +26,8 @@ from intake.crypto import keyring as kr
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+#: A passphrase as strong as new key files require: seven words from the EFF large list.
+STRONG_PASSPHRASE = "crumb unfold skirmish gab concave empty umbilical"
 
 
 @dataclass

@@ -23,6 +23,7 @@ import pexpect
 import pyrage
 import pytest
 from conftest import require_tool
+from helpers import STRONG_PASSPHRASE
 from pyrage import x25519
 
 from intake.crypto import container, envelope, header, identity
@@ -242,7 +243,7 @@ def test_go_age_header_has_the_shape_the_client_header_check_accepts(
 
 # --- a reviewer identity written here, opened by `age -i` ---------------------------------------
 
-PASSPHRASE = "correct horse battery staple"
+PASSPHRASE = STRONG_PASSPHRASE
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from helpers import free_port, submit, wait_for_http
 from intake.crypto.container import extract_container
 from intake.crypto.envelope import decrypt_stream
 from intake.crypto.identity import load_identities
+from intake.crypto.passphrase import word_list
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +51,8 @@ def test_demo_starts_an_intake_whose_reports_open_with_the_demo_identity(tmp_pat
     assert requests_logged and not any("127.0.0.1" in line for line in requests_logged)
     passphrase = (demo / "passphrase.txt").read_text().splitlines()[0]
     assert passphrase in err.decode()
+    words = passphrase.split(" ")  # generated as `intake keys` offers: seven EFF words
+    assert len(words) == 7 and set(words) <= set(word_list())
     identities = load_identities(demo / "reviewer.key", lambda: passphrase)
     [blob] = list((tmp_path / "var" / "blobs").glob("*.age"))
     plain = io.BytesIO()

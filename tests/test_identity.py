@@ -7,11 +7,12 @@ import stat
 
 import pyrage
 import pytest
+from helpers import STRONG_PASSPHRASE
 
 from intake.crypto import envelope, identity
 from intake.errors import IdentityError
 
-PASSPHRASE = "correct horse battery staple"
+PASSPHRASE = STRONG_PASSPHRASE
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,33 @@ def test_an_empty_passphrase_is_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(IdentityError, match="empty"):
         identity.write_reviewer_identity(tmp_path / "r.key", "")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "x",
+        "correct horse battery staple",
+        "Tr0ub4dor&3",
+        "abacus abdomen abdominal abide abiding",  # five EFF words: 64.6 bits
+        "reviewer reviewer reviewer reviewer reviewer reviewer",
+    ],
+)
+def test_a_passphrase_weaker_than_six_diceware_words_is_refused_and_nothing_is_written(
+    tmp_path, weak
+):
+    with pytest.raises(IdentityError, match="too easy to guess.*seven random words"):
+        identity.write_reviewer_identity(tmp_path / "r.key", weak)
+    with pytest.raises(IdentityError, match="too easy to guess"):
+        identity.write_admin_key(tmp_path / "a.key", weak)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_key_file_name_counts_as_a_word_an_attacker_tries_first(tmp_path):
+    from intake.crypto.passphrase import estimate_bits
+
+    phrase = "quixotic-zeppelin"
+    assert estimate_bits(phrase, ("quixotic-zeppelin",)) < estimate_bits(phrase)
 
 
 @pytest.mark.parametrize(

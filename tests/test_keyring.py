@@ -278,3 +278,119 @@ def test_fingerprints_are_four_groups_of_five_digits_and_differ(recipients):
         assert len(groups) == 4 and all(len(g) == 5 and g.isascii() and g.isdigit() for g in groups)
     assert len(set(prints)) == len(prints)
     assert kr.fingerprint(recipients[0]) == kr.fingerprint(recipients[0] + "\n")
+
+
+# -- hostile keyrings: ids and labels that could hide a key from the admins who sign ----------
+# Each entry is an input and the outcome it must get. A keyring is signed by hand, as an
+# insider holding an admin key could, so that only the label rule stands in the way.
+
+HOSTILE_LABELS = [
+    pytest.param("\x1b[2K\r", "U\\+001B", id="erase-line-and-return"),
+    pytest.param("\u202e", "U\\+202E", id="bidi-override"),
+    pytest.param("x" * 10_000, "longer than 80", id="ten-thousand-characters"),
+    pytest.param("x" * 81, "longer than 80", id="eighty-one-characters"),
+    pytest.param("", "blank", id="empty"),
+    pytest.param("   ", "blank", id="spaces"),
+    pytest.param("Reviewer\u200bA", "U\\+200B", id="zero-width-space"),
+    pytest.param("\u3164", "U\\+3164", id="hangul-filler"),
+    pytest.param("\u2800\u2800", "U\\+2800", id="braille-blank"),
+    pytest.param("A\u2028B", "U\\+2028", id="line-separator"),
+    pytest.param("A\x85B", "U\\+0085", id="c1-next-line"),
+    pytest.param("\x9b2K", "U\\+009B", id="c1-csi"),
+    pytest.param("\ue000", "U\\+E000", id="private-use"),
+    pytest.param("\ufeffA", "U\\+FEFF", id="byte-order-mark"),
+]
+
+
+def hand_signed(document: dict, admin: Admin) -> bytes:
+    body = {k: v for k, v in document.items() if k != "signatures"}
+    signature = base64.b64encode(admin.key.sign(kr.canonical_json(body))).decode()
+    return json.dumps({**body, "signatures": [{"admin": admin.id, "sig": signature}]}).encode()
+
+
+@pytest.mark.parametrize(("label", "reason"), HOSTILE_LABELS)
+def test_a_signed_keyring_with_a_label_that_could_hide_a_key_is_refused(
+    admins, recipients, label, reason
+):
+    document = json.loads(two_recipient_keyring(recipients).to_json())
+    document["recipients"][1]["label"] = label
+    data = hand_signed(document, admins[0])
+    with pytest.raises(KeyringError, match=f"label of recipient r-b .*{reason}"):
+        kr.verify_keyring(kr.parse_keyring(data), admins_file(admins, 1), now=NOW)
+
+
+@pytest.mark.parametrize(("label", "reason"), HOSTILE_LABELS)
+def test_adding_a_label_that_could_hide_a_key_is_refused(recipients, label, reason):
+    with pytest.raises(KeyringError, match=reason):
+        kr.add_recipient(kr.empty_keyring_document(), recipients[0], recipient_id="r-a",
+                         label=label, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "label", ["Reviewer A", "مراجع أ", "مُراجِع", "Équipe 2", "審查員", "x" * 80, "r\u00a02"]
+)
+def test_printable_labels_in_any_script_are_accepted(admins, recipients, label):
+    document = json.loads(two_recipient_keyring(recipients).to_json())
+    document["recipients"][0]["label"] = label
+    accepted = kr.verify_keyring(
+        kr.parse_keyring(hand_signed(document, admins[0])), admins_file(admins, 1), now=NOW
+    )
+    assert accepted.recipients[0].label == label
+
+
+@pytest.mark.parametrize("bad_id", ["r-a\n", "r\u0661", "-r", "r a", "r" * 65, "", "r\x1b"])
+def test_ids_are_simple_ascii_names_with_nothing_after_them(admins, recipients, bad_id):
+    document = json.loads(two_recipient_keyring(recipients).to_json())
+    document["recipients"][0]["id"] = bad_id
+    with pytest.raises(KeyringError, match="not a simple name"):
+        kr.parse_keyring(hand_signed(document, admins[0]))
+    with pytest.raises(KeyringError, match="simple name"):
+        kr.add_recipient(kr.empty_keyring_document(), recipients[0], recipient_id=bad_id,
+                         label="A", now=NOW)
+
+
+@pytest.mark.parametrize(("label", "reason"), HOSTILE_LABELS)
+def test_an_admins_file_with_a_hidden_label_is_refused(admins, label, reason):
+    document = {
+        "format": kr.ADMINS_FORMAT,
+        "threshold": 1,
+        "admins": [{"id": admins[0].id, "public_key": admins[0].public_b64, "label": label}],
+    }
+    with pytest.raises(KeyringError, match=f"label for {admins[0].id} .*{reason}"):
+        kr.parse_admins(json.dumps(document).encode())
+
+
+def test_an_admins_file_entry_without_a_label_is_refused(admins):
+    document = {
+        "format": kr.ADMINS_FORMAT,
+        "threshold": 1,
+        "admins": [{"id": admins[0].id, "public_key": admins[0].public_b64}],
+    }
+    with pytest.raises(KeyringError, match="not text"):
+        kr.parse_admins(json.dumps(document).encode())
+
+
+def test_registering_an_admin_with_a_hidden_label_writes_nothing(tmp_path, admins):
+    path = tmp_path / "admins.json"
+    with pytest.raises(KeyringError, match="U\\+001B"):
+        kr.register_admin(path, admins[0].id, admins[0].public_b64, "\x1b[1A\x1b[2K")
+    assert not path.exists()
+
+
+def test_signing_is_refused_for_an_expired_or_future_keyring(recipients):
+    keyring = two_recipient_keyring(recipients)
+    kr.check_signable(keyring, now=NOW)
+    with pytest.raises(KeyringError, match="expired on .*intake keys renew"):
+        kr.check_signable(keyring, now=keyring.expires_at)
+    with pytest.raises(KeyringError, match="in the future"):
+        kr.check_signable(keyring, now=NOW - kr.CLOCK_SKEW - timedelta(seconds=1))
+    kr.check_signable(keyring, now=NOW - kr.CLOCK_SKEW)
+
+
+def test_valid_signers_lists_the_admins_whose_signatures_hold(admins, recipients):
+    keyring = admins[2].sign(Admin().sign(admins[0].sign(two_recipient_keyring(recipients))))
+    assert kr.valid_signers(keyring, admins_file(admins, 1)) == [admins[0].id, admins[2].id]
+    tampered = json.loads(keyring.to_json())
+    tampered["version"] += 1
+    with pytest.raises(KeyringError, match="changed after it was signed"):
+        kr.valid_signers(kr.Keyring(tampered), admins_file(admins, 1))

@@ -130,6 +130,7 @@ def test_two_instances_share_one_database_and_one_export_takes_everything_once(
 
 def test_an_export_on_another_host_holding_the_lock_refuses_this_one(tmp_path, postgres_url):
     """The lock is the database's: a different data dir (another host) still sees it."""
+    (tmp_path / "elsewhere").mkdir()  # that host's data dir: export never creates one
     engine = db.make_engine(postgres_url)
     try:
         with engine.connect() as other_admin:

@@ -322,6 +322,27 @@ def test_an_invalid_keyring_closes_the_intake_and_a_newer_valid_one_reopens_it(
     assert post(client, valid_report()).status_code == 303
 
 
+def test_a_signed_keyring_with_a_hidden_label_closes_the_intake(client, deployment, caplog):
+    """An insider with an admin key signs a recipient whose label erases its own line."""
+    import base64
+
+    from pyrage import x25519
+
+    assert client.get("/en/report").status_code == 200
+    document = json.loads(deployment.keyring_path.read_text())
+    document["version"] += 1
+    document["recipients"].append({
+        "id": "r-hidden", "recipient": str(x25519.Identity.generate().to_public()),
+        "label": "\x1b[2K\r", "status": "active", "added_at": document["issued_at"],
+    })
+    body = {k: v for k, v in document.items() if k != "signatures"}
+    signature = base64.b64encode(deployment.admin.sign(kr.canonical_json(body))).decode()
+    document["signatures"] = [{"admin": deployment.admin_id, "sig": signature}]
+    deployment.keyring_path.write_text(json.dumps(document))
+    assert client.get("/en/report").status_code == 503
+    assert any("label of recipient r-hidden" in r.getMessage() for r in caplog.records)
+
+
 def test_an_older_keyring_is_refused_as_a_rollback(client, deployment, caplog):
     old = deployment.keyring_path.read_bytes()
     deployment.rotate()

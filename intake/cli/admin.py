@@ -32,7 +32,7 @@ def export(out_dir: Path, everything: bool) -> None:
     from intake.config import settings_from_env
     from intake.transfer.server_side import export_bundles, quorum_from_env
 
-    settings = settings_from_env()
+    settings = settings_from_env().require_existing()
     quorum = quorum_from_env(os.environ)
     made = export_bundles(
         settings, out_dir, terminal_progress("Exporting"), everything=everything
@@ -104,9 +104,8 @@ def purge(ack_path: Path, quorum: str | None, accept_unproven: bool) -> None:
     from intake.transfer.server_side import purge as run_purge
 
     needed = ack_quorum(quorum) if quorum is not None else quorum_from_env(os.environ)
-    result = run_purge(
-        settings_from_env(), ack_path, quorum=needed, accept_unproven=accept_unproven
-    )
+    settings = settings_from_env().require_existing()
+    result = run_purge(settings, ack_path, quorum=needed, accept_unproven=accept_unproven)
     if result.format == ACK_V1:
         info(
             f"Warning: this {ACK_V1} file proves nothing; anyone holding the bundle could have "

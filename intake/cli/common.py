@@ -8,6 +8,14 @@ from pathlib import Path
 
 import click
 
+from intake.crypto.passphrase import (
+    GENERATED_WORDS,
+    MIN_BITS,
+    WORD_LIST_NAME,
+    check_new_passphrase,
+    generate_passphrase,
+    generated_bits,
+)
 from intake.errors import IntakeError
 
 MAX_PASSPHRASE_FILE = 4096
@@ -31,13 +39,10 @@ def read_passphrase_file(path: Path) -> str:
     return passphrase
 
 
-def passphrase_source(
-    passphrase_file: Path | None, *, what: str, new: bool = False
-) -> Callable[[], str]:
-    """A callable that returns the passphrase, asking at most once.
+def passphrase_source(passphrase_file: Path | None, *, what: str) -> Callable[[], str]:
+    """A callable that returns the passphrase of an existing key file, asking at most once.
 
-    From `passphrase_file` when given; otherwise prompted on the terminal,
-    twice for a new passphrase.
+    From `passphrase_file` when given; otherwise prompted on the terminal.
     """
     cache: list[str] = []
 
@@ -51,16 +56,82 @@ def passphrase_source(
                 raise IntakeError(
                     "There is no terminal to ask for the passphrase; use --passphrase-file."
                 )
-            prompt = f"New passphrase for {what}" if new else f"Passphrase for {what}"
-            value = click.prompt(
-                prompt, hide_input=True, confirmation_prompt="Repeat it" if new else False, err=True
-            )
+            value = click.prompt(f"Passphrase for {what}", hide_input=True, err=True)
             if not value:
-                raise IntakeError("The passphrase is empty; choose one of several words.")
+                raise IntakeError("The passphrase is empty; type the key file's passphrase.")
         cache.append(value)
         return value
 
     return get
+
+
+def _show_generated(passphrase: str) -> None:
+    info(
+        f"A passphrase made for you: {passphrase_words(GENERATED_WORDS)} drawn at random from "
+        f"{WORD_LIST_NAME}, about {int(generated_bits())} bits:\n\n"
+        f"    {passphrase}\n\n"
+        "Write it down now, exactly, with single spaces, and keep it apart from the key file: "
+        "nobody can recover it."
+    )
+
+
+def passphrase_words(count: int) -> str:
+    names = {6: "six words", 7: "seven words", 8: "eight words"}
+    return names.get(count, f"{count} words")
+
+
+def new_passphrase(
+    passphrase_file: Path | None, *, what: str, generate: bool, context: tuple[str, ...] = ()
+) -> str:
+    """The passphrase for a new key file, at least as strong as six diceware words.
+
+    `generate`: make one and show it. `passphrase_file`: its first line, refused
+    if weak. Otherwise, on a terminal: offer a generated one first, then let the
+    person type their own (twice), asking again while it is too weak.
+    """
+    if generate and passphrase_file is not None:
+        raise IntakeError(
+            "Give either --passphrase-file or --generate-passphrase, not both."
+        )
+    if generate:
+        made = generate_passphrase()
+        _show_generated(made)
+        return made
+    if passphrase_file is not None:
+        value = read_passphrase_file(passphrase_file)
+        check_new_passphrase(value, context=context, where=f"in {passphrase_file}")
+        return value
+    if not sys.stdin.isatty():
+        raise IntakeError(
+            "There is no terminal to ask for the passphrase; use --passphrase-file, or "
+            "--generate-passphrase to have a strong one made and shown."
+        )
+    offered = generate_passphrase()
+    _show_generated(offered)
+    if click.confirm("Use this passphrase?", default=False, err=True):
+        while True:
+            typed = click.prompt(
+                "Type it once, to show it is written down", err=True, default="",
+                show_default=False,
+            )
+            if typed == offered:
+                return offered
+            info("That is not the same passphrase (single spaces between the words); try again.")
+    info(
+        f"Then type a passphrase of your own: at least as strong as "
+        f"{passphrase_words(6)} chosen at random (about {MIN_BITS} bits)."
+    )
+    while True:
+        value = click.prompt(
+            f"New passphrase for {what}", hide_input=True, confirmation_prompt="Repeat it",
+            err=True,
+        )
+        try:
+            check_new_passphrase(value, context=context)
+        except IntakeError as exc:
+            info(str(exc))
+            continue
+        return value
 
 
 def info(message: str) -> None:
@@ -90,6 +161,12 @@ admins_option = path_option(
 passphrase_file_option = path_option(
     "--passphrase-file",
     help="Read the passphrase from the first line of this file instead of asking.",
+)
+generate_passphrase_option = click.option(
+    "--generate-passphrase",
+    is_flag=True,
+    help=f"Make a passphrase of {GENERATED_WORDS} random words from {WORD_LIST_NAME} "
+    "and show it, instead of asking for one.",
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import shlex
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from intake.cli.common import info
 from intake.config import Settings, settings_from_env
 from intake.crypto import identity as identities
 from intake.crypto import keyring as kr
+from intake.crypto.passphrase import generate_passphrase
 from intake.errors import IntakeError
 
 
@@ -79,8 +79,8 @@ def prepare_demo_keys(demo_dir: Path) -> tuple[Path, Path, str]:
     reviewer_key, admin_key = demo_dir / "reviewer.key", demo_dir / "admin.key"
     keyring_path, admins_path = keys_dir / "keyring.json", keys_dir / "admins.json"
     if not passphrase_file.exists():
-        words = "-".join(secrets.token_hex(3) for _ in range(4))
-        passphrase_file.write_text(f"demo-{words}\n{DEMO_WARNING}\n")
+        # Seven EFF words, as `intake keys` offers: the demo shows the real thing.
+        passphrase_file.write_text(f"{generate_passphrase()}\n{DEMO_WARNING}\n")
         passphrase_file.chmod(0o600)
     passphrase = passphrase_file.read_text().splitlines()[0]
     if not reviewer_key.exists():

@@ -5,7 +5,9 @@ A **reviewer identity** is the text ``age-keygen`` writes (``# created:``,
 (scrypt), so that the standard ``age -d -i reviewer.key`` opens it as well.
 An **admin key** is an Ed25519 private key in PKCS#8 PEM with comment lines
 naming its id and public key, encrypted the same way. Both are written once,
-atomically, with mode 0600, and never overwrite an existing file.
+atomically, with mode 0600, and never overwrite an existing file. A new key
+file's passphrase must be at least as strong as six random diceware words
+(`intake.crypto.passphrase`); a weaker one is refused before any key is made.
 
 Unencrypted identity files (plain ``age-keygen`` output) are read too, for
 interoperability; the intake never writes one.
@@ -25,13 +27,12 @@ from pyrage import x25519
 
 from intake.crypto.envelope import parse_identity
 from intake.crypto.keyring import admin_id_for, format_time, utc_now
+from intake.crypto.passphrase import check_new_passphrase
 from intake.errors import IdentityError
 from intake.fsutil import atomic_write
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
-MIN_PASSPHRASE = 1
-WEAK_PASSPHRASE = 12
 #: Bound on a key file, so that a wrong path (a video, a disk image) fails fast.
 MAX_KEY_FILE = 64 * 1024
 
@@ -40,11 +41,6 @@ PassphraseSource = Callable[[], str]
 
 def is_encrypted(data: bytes) -> bool:
     return data.startswith(AGE_MAGIC) or data.lstrip().startswith(ARMOR_MAGIC)
-
-
-def _check_new_passphrase(passphrase: str) -> None:
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise IdentityError("The passphrase is empty; choose one of several words.")
 
 
 def _read_key_file(path: Path, what: str) -> bytes:
@@ -71,8 +67,8 @@ def _unlock(data: bytes, passphrase: PassphraseSource, path: Path) -> bytes:
 
 
 def _write_new(path: Path, text: str, passphrase: str) -> None:
-    _check_new_passphrase(passphrase)
     path = Path(path)
+    check_new_passphrase(passphrase, context=(path.stem,))
     if path.exists():
         raise IdentityError(
             f"{path} already exists; a key file is never overwritten, choose another name."

@@ -5,7 +5,10 @@ pins the admins' Ed25519 public keys and a threshold M. A keyring is trusted
 only if `verify_keyring` accepts it:
 
 - it is well formed (``intake-keyring/v1``, unique ids and keys, at least one
-  active recipient, at most `MAX_RECIPIENTS`);
+  active recipient, at most `MAX_RECIPIENTS`), and every id and label is
+  printable text of bounded length (`label_problem`): a label that carries a
+  terminal escape, a bidi control or an invisible character is refused, since
+  it could hide its own line while an admin reviews what they sign;
 - it carries valid signatures by at least M distinct admins of admins.json over
   its canonical JSON (the document without ``signatures``, sorted keys, no
   insignificant white space, UTF-8); a signature by a known admin that does not
@@ -30,6 +33,7 @@ import copy
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,7 +52,49 @@ ADMINS_FORMAT = "intake-admins/v1"
 DEFAULT_VALID_DAYS = 180
 #: Tolerated clock difference between the admin who signed and the server.
 CLOCK_SKEW = timedelta(days=1)
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: The longest recipient or admin label, in characters.
+MAX_LABEL = 80
+#: Characters that draw nothing (or only a blank) without being Unicode category C:
+#: Hangul fillers, the braille blank, the combining grapheme joiner, Khmer's
+#: inherent vowels, Mongolian and other variation selectors. A label made of
+#: them looks empty, and one that contains them can look like another.
+_INVISIBLE = frozenset(
+    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0]
+    + list(range(0x180B, 0x1810))
+    + list(range(0xFE00, 0xFE10))
+    + list(range(0xE0100, 0xE01F0))
+)
+
+
+def is_simple_id(value: object) -> bool:
+    """Whether `value` is a recipient id: 1 to 64 ASCII letters, digits, ``.``, ``_``, ``-``."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def label_problem(label: object) -> str | None:
+    """Why `label` cannot name a key on a terminal, or None if it can.
+
+    A label is printable text: 1 to `MAX_LABEL` characters, not blank, and
+    without Unicode category C characters (controls such as ESC and CR, the
+    format characters among which are the bidi controls and the zero-width
+    characters, private use, unassigned), line or paragraph separators, or the
+    characters in `_INVISIBLE`.
+    """
+    if not isinstance(label, str):
+        return "is not text"
+    if len(label) > MAX_LABEL:
+        return f"is longer than {MAX_LABEL} characters"
+    for ch in label:
+        category = unicodedata.category(ch)
+        if category[0] == "C" or category in ("Zl", "Zp") or ord(ch) in _INVISIBLE:
+            return (
+                f"contains the invisible or control character U+{ord(ch):04X}, "
+                "which could hide text on a terminal"
+            )
+    if not label.strip():
+        return "is blank"
+    return None
 
 
 def utc_now() -> datetime:
@@ -154,8 +200,17 @@ class Keyring:
             fields = {k: entry.get(k) for k in ("id", "recipient", "label", "status", "added_at")}
             if not all(isinstance(v, str) for v in fields.values()):
                 raise KeyringError("A keyring recipient lacks its id, key, label, status or date.")
-            if not _ID.match(fields["id"]):
-                raise KeyringError(f"The recipient id {fields['id'][:40]!r} is not a simple name.")
+            if not is_simple_id(fields["id"]):
+                raise KeyringError(
+                    f"The recipient id {fields['id'][:40]!r} is not a simple name "
+                    "(1 to 64 ASCII letters, digits, dots, dashes or underscores)."
+                )
+            problem = label_problem(fields["label"])
+            if problem:
+                raise KeyringError(
+                    f"The label of recipient {fields['id']} {problem}; "
+                    "do not sign or deploy this keyring."
+                )
             if fields["status"] not in ("active", "retired"):
                 raise KeyringError(f"Recipient {fields['id']} has an unknown status.")
             try:
@@ -242,7 +297,12 @@ def parse_admins(data: bytes) -> Admins:
             )
         if admin_id in admins:
             raise KeyringError("The admins file lists the same admin twice.")
-        admins[admin_id] = Admin(id=admin_id, public_key=key, label=str(entry.get("label", "")))
+        problem = label_problem(entry.get("label"))
+        if problem:
+            raise KeyringError(
+                f"The admins file's label for {admin_id} {problem}; do not deploy this file."
+            )
+        admins[admin_id] = Admin(id=admin_id, public_key=key, label=entry["label"])
     if (
         not isinstance(threshold, int)
         or isinstance(threshold, bool)
@@ -261,22 +321,15 @@ def load_admins(path: Path) -> Admins:
         ) from None
 
 
-def verify_keyring(
-    keyring: Keyring,
-    admins: Admins,
-    *,
-    min_version: int = 0,
-    now: datetime | None = None,
-) -> Keyring:
-    """Return `keyring` if a server may encrypt to it; raise `KeyringError` saying why not."""
-    now = now or utc_now()
-    active = keyring.active_recipients()
-    if not active:
-        raise KeyringError("The keyring has no active recipient; add a reviewer's key first.")
-    if len(active) > MAX_RECIPIENTS:
-        raise KeyringError(f"The keyring has more than {MAX_RECIPIENTS} active recipients.")
+def valid_signers(keyring: Keyring, admins: Admins) -> list[str]:
+    """The ids of the admins in `admins` whose signatures on `keyring` are valid, in order.
+
+    A signature by someone not in `admins` is ignored (an admin who has left);
+    one by a listed admin that does not verify, or a second one by the same
+    admin, refuses the keyring outright: it was changed after it was signed.
+    """
     message = keyring.signed_bytes()
-    seen: set[str] = set()
+    seen: list[str] = []
     for signature in keyring.signatures:
         admin = admins.admins.get(signature["admin"])
         if admin is None:
@@ -285,7 +338,7 @@ def verify_keyring(
             raise KeyringError(
                 f"The keyring carries two signatures by admin {admin.id}; each admin may sign once."
             )
-        seen.add(admin.id)
+        seen.append(admin.id)
         try:
             admin.public_key.verify(base64.b64decode(signature["sig"], validate=True), message)
         except (InvalidSignature, ValueError, binascii.Error):
@@ -293,6 +346,30 @@ def verify_keyring(
                 f"The signature by admin {admin.id} does not match the keyring's content: "
                 "the keyring was changed after it was signed. Do not use it."
             ) from None
+    return seen
+
+
+def verify_keyring(
+    keyring: Keyring,
+    admins: Admins,
+    *,
+    min_version: int = 0,
+    now: datetime | None = None,
+) -> Keyring:
+    """The keyring, parsed again from its document, if a server may encrypt to it.
+
+    Raises `KeyringError` saying why not.
+    """
+    now = now or utc_now()
+    # Parse the document again: what is verified is exactly what was signed,
+    # checked by today's rules, whatever happened to the object since.
+    keyring = Keyring(copy.deepcopy(keyring.document))
+    active = keyring.active_recipients()
+    if not active:
+        raise KeyringError("The keyring has no active recipient; add a reviewer's key first.")
+    if len(active) > MAX_RECIPIENTS:
+        raise KeyringError(f"The keyring has more than {MAX_RECIPIENTS} active recipients.")
+    seen = valid_signers(keyring, admins)
     if len(seen) < admins.threshold:
         raise KeyringError(
             f"The keyring has {len(seen)} valid admin signature(s) but needs {admins.threshold}; "
@@ -341,10 +418,14 @@ def add_recipient(
     valid_days: int = DEFAULT_VALID_DAYS,
 ) -> Keyring:
     """A new, unsigned revision of `document` with one more active recipient."""
-    if not _ID.match(recipient_id):
+    if not is_simple_id(recipient_id):
         raise KeyringError(
-            "The id must be a simple name of letters, digits, dots, dashes or underscores."
+            "The id must be a simple name of 1 to 64 ASCII letters, digits, dots, dashes or "
+            "underscores, starting with a letter or digit."
         )
+    problem = label_problem(label)
+    if problem:
+        raise KeyringError(f"The label {problem}; give a short role name of visible characters.")
     recipient = recipient.strip()
     parse_recipient(recipient)
     entries = document.get("recipients", [])
@@ -397,6 +478,26 @@ def renew_keyring(
     return _revised(document, now, valid_days)
 
 
+def check_signable(keyring: Keyring, *, now: datetime | None = None) -> None:
+    """Refuse to sign a keyring that no server would accept for its dates.
+
+    An expired keyring, or one issued further in the future than the clock
+    skew allows, would only collect signatures that count for nothing; the
+    admin is told what to do instead.
+    """
+    now = now or utc_now()
+    if now >= keyring.expires_at:
+        raise KeyringError(
+            f"This keyring expired on {format_time(keyring.expires_at)}, so no server would "
+            "accept it; run `intake keys renew` to make a new version, then sign that."
+        )
+    if keyring.issued_at > now + CLOCK_SKEW:
+        raise KeyringError(
+            f"This keyring says it was issued on {format_time(keyring.issued_at)}, in the future; "
+            "check this computer's clock and the one that issued it, then renew and sign again."
+        )
+
+
 def sign_keyring(keyring: Keyring, admin_id: str, private_key: Ed25519PrivateKey) -> Keyring:
     """`keyring` with one more signature, by `admin_id`."""
     if any(s["admin"] == admin_id for s in keyring.signatures):
@@ -411,6 +512,9 @@ def register_admin(
     path: Path, admin_id: str, public_key_b64: str, label: str, now: datetime | None = None
 ) -> Admins:
     """Add an admin's public key to the admins file (created with threshold 1)."""
+    problem = label_problem(label)
+    if problem:
+        raise KeyringError(f"The label {problem}; give a short role name of visible characters.")
     path = Path(path)
     if path.exists():
         parse_admins(path.read_bytes())  # refuse to extend a broken file

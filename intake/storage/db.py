@@ -14,11 +14,23 @@ lock is enough).
 `upgrade` runs the Alembic migrations in `migrations/` to head from code: no
 alembic.ini and no logging configuration (Alembic's usual `fileConfig` is
 never called, and nothing here echoes SQL).
+
+A database URL that cannot work, or a first connection that fails, becomes a
+`DatabaseSetupError`: one sentence that says what to do ("PostgreSQL refused
+the password for user intake …; check INTAKE_DATABASE_URL"), never the
+driver's traceback and never the password. The translation lives here alone:
+`make_engine` checks the URL, and `first_connection` explains a connection
+that fails. `upgrade` and `current_revision` (so `is_up_to_date`) connect
+through it, and they are what every command and the app factory call first;
+later failures (a database that goes away under a running server) keep
+SQLAlchemy's own exceptions, which the request paths handle.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +38,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import sessionmaker
+
+from intake.errors import IntakeError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -36,21 +51,67 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT = 30
 
 
+#: How the database URL should look, for messages.
+URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+
+
+class DatabaseSetupError(IntakeError):
+    """The database URL cannot work, or the database refused the first connection."""
+
+
+def parse_database_url(url: str) -> URL:
+    """`url` parsed, or a `DatabaseSetupError` that says how to write it (never echoing it)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise DatabaseSetupError(
+            f"INTAKE_DATABASE_URL is not a database URL; write it as {URL_FORMS}."
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        raise DatabaseSetupError(
+            "INTAKE_DATABASE_URL uses postgres://, which SQLAlchemy does not know; "
+            "write postgresql+psycopg://USER:PASSWORD@HOST/DATABASE instead."
+        )
+    if backend == "postgresql" and driver not in ("", "psycopg"):
+        raise DatabaseSetupError(
+            f"INTAKE_DATABASE_URL names the driver {driver}, which the intake does not "
+            "install; write postgresql+psycopg://USER:PASSWORD@HOST/DATABASE."
+        )
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseSetupError(
+            f"INTAKE_DATABASE_URL names {backend}, which the intake does not support; "
+            f"use {URL_FORMS}."
+        )
+    if backend == "postgresql" and not driver:
+        # SQLAlchemy 2.0 would pick psycopg2 here, which is not installed.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`: "sqlite:///path" or "postgresql+psycopg://...".
 
     For SQLite, the database file's directory is created (mode 0700) if needed.
+    A URL that cannot work raises `DatabaseSetupError` here; connect through
+    `first_connection` to have a failed connection explained too.
     """
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+        except (NoSuchModuleError, ModuleNotFoundError):
+            raise DatabaseSetupError(
+                "The PostgreSQL driver is missing; reinstall intake (it needs psycopg)."
+            ) from None
+        return engine
 
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith(
         "file:"
     ):
         Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
+        parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
     )
 
     @event.listens_for(engine, "connect")
@@ -63,6 +124,102 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+@contextlib.contextmanager
+def first_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection from `engine`; if connecting fails, a `DatabaseSetupError` saying why.
+
+    Only the connect step is explained: an error in what the caller then does
+    with the connection goes on as it was.
+    """
+    try:
+        connection = engine.connect()
+    except DBAPIError as exc:
+        explained = explain_connect_failure(exc.orig or exc, engine.url)
+        if explained is None:
+            raise
+        raise explained from exc
+    with connection:
+        yield connection
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "this user"
+
+
+def explain_connect_failure(exc: BaseException, url: URL) -> DatabaseSetupError | None:
+    """One sentence for a driver's connection failure, or None if it is not one.
+
+    PostgreSQL (psycopg) gives no SQLSTATE for a failed connection, so the
+    libpq message is read; what cannot be recognised still gets a sentence
+    with libpq's own words, the password removed.
+    """
+    message = str(exc)
+    if url.get_backend_name() == "sqlite":
+        if "unable to open database file" in message:
+            return DatabaseSetupError(
+                f"The SQLite database {url.database} cannot be opened; check that its folder "
+                "exists and that this user may write there, or set INTAKE_DATA_DIR."
+            )
+        return None
+    user = url.username or _os_user()
+    socket = url.query.get("host")
+    if url.host:
+        where = f"{url.host}:{url.port or 5432}"
+    elif isinstance(socket, str):
+        where = f"the local socket in {socket}"
+    else:
+        where = "the local socket"
+    database = url.database or user
+    if "password authentication failed" in message:
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} refused the password for user {user}; "
+            "check the user and password in INTAKE_DATABASE_URL."
+        )
+    if re.search(r"(Peer|Ident) authentication failed", message):
+        return DatabaseSetupError(
+            f"PostgreSQL's peer authentication on {where} accepts user {user} only from the "
+            f"system user of that name, and this command runs as {_os_user()}; connect over "
+            "TCP with a password in INTAKE_DATABASE_URL "
+            f"(postgresql+psycopg://{user}:PASSWORD@127.0.0.1/{database}) "
+            f"or run the command as system user {user}."
+        )
+    if "no password supplied" in message:
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} asks for a password for user {user} and INTAKE_DATABASE_URL "
+            f"gives none; write it as postgresql+psycopg://{user}:PASSWORD@HOST/{database}."
+        )
+    if re.search(r'database ".*" does not exist', message):
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} has no database named {database}; create it "
+            "(deploy/README.md shows how) or correct INTAKE_DATABASE_URL."
+        )
+    if re.search(r'role ".*" does not exist', message):
+        return DatabaseSetupError(
+            f"PostgreSQL at {where} has no user named {user}; create it "
+            "(deploy/README.md shows how) or correct INTAKE_DATABASE_URL."
+        )
+    if "failed to resolve host" in message or "could not translate host name" in message:
+        return DatabaseSetupError(
+            f"The PostgreSQL host {url.host} in INTAKE_DATABASE_URL cannot be found; correct it."
+        )
+    if "Connection refused" in message or "No such file or directory" in message:
+        return DatabaseSetupError(
+            f"Nothing answers for PostgreSQL at {where}; start PostgreSQL, or correct the host "
+            "and port in INTAKE_DATABASE_URL."
+        )
+    detail = message.strip().splitlines()[-1] if message.strip() else type(exc).__name__
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    detail = re.sub(r"[^\x20-\x7e]", "?", detail)[:200]
+    return DatabaseSetupError(
+        f"Cannot connect to PostgreSQL at {where} as user {user} ({detail}); check "
+        "INTAKE_DATABASE_URL and that PostgreSQL is running."
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:
@@ -84,7 +241,17 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Apply every migration up to head; a database already there is left alone."""
+    """Apply every migration up to head; a database already there is left alone.
+
+    A database that cannot be reached is explained (`first_connection`) before
+    Alembic starts.
+    """
+    engine = make_engine(url)
+    try:
+        with first_connection(engine):
+            pass
+    finally:
+        engine.dispose()
     command.upgrade(alembic_config(url), "head")
 
 
@@ -95,7 +262,7 @@ def head_revision() -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at; None for a database never upgraded."""
-    with engine.connect() as connection:
+    with first_connection(engine) as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
