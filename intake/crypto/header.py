@@ -27,8 +27,8 @@ from intake.limits import MAX_AGE_HEADER
 VERSION_LINE = b"age-encryption.org/v1\n"
 #: A payload is a 16-byte nonce and at least one chunk with its 16-byte tag.
 MIN_PAYLOAD = 16 + 16
-_ARG = re.compile(rb"^[\x21-\x7e]+$")
-_B64 = re.compile(rb"^[A-Za-z0-9+/]*$")
+_ARG = re.compile(rb"[\x21-\x7e]+")
+_B64 = re.compile(rb"[A-Za-z0-9+/]*")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class AgeHeader:
 
 
 def _b64(data: bytes, what: str) -> bytes:
-    if not _B64.match(data):
+    if not _B64.fullmatch(data):
         raise EnvelopeError(f"The age header has a {what} that is not unpadded base64.")
     try:
         raw = base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
@@ -93,7 +93,7 @@ def parse_header(prefix: bytes) -> AgeHeader:
         if not line.startswith(b"-> "):
             raise EnvelopeError("The age header has a line that is neither a stanza nor the MAC.")
         args = line[3:].split(b" ")
-        if not all(_ARG.match(a) for a in args):
+        if not all(_ARG.fullmatch(a) for a in args):
             raise EnvelopeError(
                 "The age header has a stanza with an empty or non-printable argument."
             )

@@ -48,7 +48,7 @@ ADMINS_FORMAT = "intake-admins/v1"
 DEFAULT_VALID_DAYS = 180
 #: Tolerated clock difference between the admin who signed and the server.
 CLOCK_SKEW = timedelta(days=1)
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def utc_now() -> datetime:
@@ -154,7 +154,7 @@ class Keyring:
             fields = {k: entry.get(k) for k in ("id", "recipient", "label", "status", "added_at")}
             if not all(isinstance(v, str) for v in fields.values()):
                 raise KeyringError("A keyring recipient lacks its id, key, label, status or date.")
-            if not _ID.match(fields["id"]):
+            if not _ID.fullmatch(fields["id"]):
                 raise KeyringError(f"The recipient id {fields['id'][:40]!r} is not a simple name.")
             if fields["status"] not in ("active", "retired"):
                 raise KeyringError(f"Recipient {fields['id']} has an unknown status.")
@@ -341,7 +341,7 @@ def add_recipient(
     valid_days: int = DEFAULT_VALID_DAYS,
 ) -> Keyring:
     """A new, unsigned revision of `document` with one more active recipient."""
-    if not _ID.match(recipient_id):
+    if not _ID.fullmatch(recipient_id):
         raise KeyringError(
             "The id must be a simple name of letters, digits, dots, dashes or underscores."
         )

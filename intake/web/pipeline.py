@@ -23,7 +23,7 @@ from intake.crypto.spool import EncryptedSpool
 from intake.storage.blobs import BlobStore
 from intake.storage.submissions import new_submission_id, record_submission
 
-_MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
+_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def _attachment(upload: Upload) -> Attachment:
     declared = upload.content_type.split(";")[0].strip()
     return Attachment(
         name=upload.filename,
-        type=declared if _MIME.match(declared) else "application/octet-stream",
+        type=declared if _MIME.fullmatch(declared) else "application/octet-stream",
         size=upload.spool.size,
         sha256=upload.spool.sha256,
         open=upload.spool.open_plaintext,
