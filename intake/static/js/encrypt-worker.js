@@ -27,6 +27,8 @@ const SHA256_HEX_LENGTH = 64;
 const PENDING_DIGEST = "0".repeat(SHA256_HEX_LENGTH);
 // Bytes copied to the hashing worker and not yet hashed; past this, wait for it.
 const HASH_BACKLOG = 8 * 1024 * 1024;
+// Encryption progress goes to the page at most once per this many bytes.
+const PROGRESS_STEP = 1024 * 1024;
 const MIME = /^[A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,64}$/;
 const encoder = new TextEncoder();
 let age = null;
@@ -392,8 +394,13 @@ async function encryptAndUpload(job, entries, reportLength, length, hasher) {
       }
       throw error;
     }
-    const stream = containerStream(job, entries, reportLength, length, hasher,
-      (n) => progress("encrypt", n, length));
+    let reported = 0;
+    const stream = containerStream(job, entries, reportLength, length, hasher, (n) => {
+      // A message per 64 KiB chunk would cost the page more than the bar is worth.
+      if (n - reported < PROGRESS_STEP && n < length) return;
+      reported = n;
+      progress("encrypt", n, length);
+    });
     const ciphertext = await newEncrypter(recipients).encrypt(stream);
     const reader = ciphertext.getReader();
     const chunkSize = created.chunk_size;
