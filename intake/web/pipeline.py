@@ -1,8 +1,10 @@
 """The no-JavaScript path from a valid form to a stored submission.
 
 The spooled files (ciphertext on disk, plaintext only in memory) and the form
-fields become the report container, which is age-encrypted, streaming, to the
-keyring's active recipients straight into the blob store. The blob is durable
+fields become the report container (version 2: the files, then report.json
+with the digests the spool computed on receipt), which is age-encrypted,
+streaming, to the keyring's active recipients straight into the blob store.
+A declared MIME type is kept only if it is a plain ASCII ``type/subtype``. The blob is durable
 (fsync, rename, fsync) before its row is committed, so a crash leaves at worst
 an orphan blob that start-up reports, never a row without its blob.
 """
