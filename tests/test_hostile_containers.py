@@ -10,6 +10,10 @@ corpus's sentence, and:
   size-override member that would expand is caught while it writes);
 - on acceptance, write only safe ASCII names, exactly the files report.json
   lists, byte for byte.
+A property test then runs the same checks over generated tars near the valid
+ones (every entry type, lying sizes, report.json anywhere or nowhere, cut
+short, trailing junk): none may crash, escape the output folder or outgrow
+what arrived.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import io
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
+from hostile import containers
 from hostile.containers import ACCEPTED, CORPUS, SPARSE_EXPANDED
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from intake.crypto.container import extract_container
 from intake.errors import ContainerError
@@ -148,3 +156,76 @@ def test_a_few_kilobytes_that_declare_a_huge_sparse_file_write_nothing(tmp_path,
     assert src.peak_written == 0
     assert not dest.exists()
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- generated
+
+
+NAMES = [
+    "report.json", "attachments", "attachments/", "attachments/01-a.pdf", "attachments/02-b.bin",
+    "attachments/01-a.pdf\n", "attachments/١٢-x", "attachments/../x", "/etc/x", "C:/x", "x",
+    "attachments/sub/01-a", "attachments/01-a\u202egpj.exe", "././@PaxHeader", "././@LongLink",
+]
+TYPES = [b"0", b"\x00", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"g", b"x", b"X", b"L", b"K",
+         b"S", b"M", b"N", b"V", b"D", b"Z"]
+
+
+@st.composite
+def generated_containers(draw) -> bytes:
+    """Tars near the valid ones: plausible names, every entry type, lying sizes, a
+    report.json that lists some of the files (or not), in any place, then damage."""
+    files = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(NAMES) | st.text(max_size=20),
+                st.binary(max_size=700),
+                st.sampled_from(TYPES),
+                st.none() | st.integers(0, 2**33 - 1),
+                st.sampled_from([containers.POSIX_MAGIC, containers.GNU_MAGIC]),
+            ),
+            max_size=5,
+        )
+    )
+    listed = [
+        containers.entry(name, data)
+        for name, data, *_ in files
+        if draw(st.booleans())
+    ]
+    schema = draw(st.sampled_from([containers.V1, containers.V2, "intake-report/v3"]))
+    members = []
+    for name, data, typeflag, size, magic in files:
+        declared = len(data) if size is None else size
+        members.append(
+            containers.header(name.encode("utf-8", "surrogatepass")[:100], declared, typeflag,
+                              magic=magic)
+            + containers.padded(data)
+        )
+    at = draw(st.integers(0, len(members)))
+    if draw(st.booleans()):
+        members.insert(at, containers.member("report.json", containers.report(listed, schema)))
+    blob = containers.finish(*members)
+    cut = draw(st.none() | st.integers(0, len(blob)))
+    tail = draw(st.sampled_from([b"", b"\x00" * 512, b"junk"]))
+    return (blob if cut is None else blob[:cut]) + tail
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blob=generated_containers())
+def test_no_generated_container_crashes_escapes_or_outgrows_what_arrived(blob):
+    with tempfile.TemporaryDirectory() as tmp:
+        box = Path(tmp) / "box"
+        box.mkdir()
+        dest = box / "case"
+        src = WatchedSource(blob, dest)
+        try:
+            result = extract_container(src, dest, durable=False)
+        except ContainerError as refused:
+            message = str(refused)
+            assert message.endswith(".") and message.isprintable(), message
+            assert os.listdir(box) == []
+        else:
+            assert_accepted_safely(result.document, dest)
+            assert os.listdir(box) == ["case"]
+        src.check()
+        assert src.peak_written <= len(blob)
+        assert os.listdir(tmp) == ["box"]
