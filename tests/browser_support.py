@@ -346,7 +346,7 @@ def assert_report(
 ) -> None:
     """report.json holds exactly `fields`; every file arrived byte for byte; padded with Padmé."""
     document = opened.report.document
-    assert document["schema"] == "intake-report/v1"
+    assert document["schema"] == "intake-report/v2"
     assert document["lang"] == lang
     assert document["fields"] == fields
     entries = document["attachments"]
@@ -361,11 +361,15 @@ def assert_report(
         assert entry["sha256"] == hashlib.sha256(evidence.data).hexdigest()
         stored = (opened.report.directory / entry["path"]).read_bytes()
         assert stored == evidence.data, f"{entry['path']} differs from {evidence.name}"
-    # The container is padded with Padmé: its length follows from report.json's and the files'.
-    header = opened.plaintext[:512]
-    assert header[:11] == b"report.json"
-    json_size = int(header[124:136].rstrip(b"\0 ").decode(), 8)
+    # Version 2: the files, then report.json last, then zeros up to the Padmé length,
+    # which follows from report.json's length and the files'.
     sizes = [len(f.data) for f in files]
+    at = sum(512 + -(-size // 512) * 512 for size in sizes)
+    header = opened.plaintext[at : at + 512]
+    assert header[:12] == b"report.json\0"
+    json_size = int(header[124:136].rstrip(b"\0 ").decode(), 8)
+    end = at + 512 + -(-json_size // 512) * 512
+    assert opened.plaintext[end:] == bytes(len(opened.plaintext) - end)
     assert len(opened.plaintext) == padme(unpadded_length(json_size, sizes))
 
 

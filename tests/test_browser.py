@@ -604,3 +604,54 @@ def test_a_worker_that_fails_after_send_offers_the_same_choice(new_page, deploym
     opened = open_the_one_submission(data, deployment.identities, tmp_path / "opened")
     assert_report(opened, lang="en", fields=expected_fields(answers), files=[evidence],
                   types=types)
+
+def finish_bodies(page) -> list:
+    """The JSON bodies of the page's POSTs to .../finish, as the worker sent them."""
+    bodies: list = []
+    page.on(
+        "request",
+        lambda r: bodies.append(r.post_data_json)
+        if r.method == "POST" and r.url.endswith("/finish")
+        else None,
+    )
+    return bodies
+
+
+def without_nested_workers(route) -> None:
+    """Serve the encryption worker as a browser without nested workers would run it."""
+    original = route.fetch()
+    route.fulfill(response=original, body="self.Worker = undefined;\n" + original.text())
+
+
+@pytest.mark.parametrize("hashing", ["in-a-second-worker", "without-nested-workers"])
+def test_the_worker_hashes_while_it_encrypts_and_names_the_ciphertext_size_at_finish(
+    new_page, deployment, tmp_path, hashing
+):
+    # One file over the hashing worker's WebCrypto cap (hashed chunk by chunk) and one
+    # under it (gathered, hashed natively); where a worker cannot start another, the
+    # encryption worker hashes on its own thread. Either way: one pass, exact digests in
+    # report.json (the reviewer's tool checks them), and the finish call names the
+    # ciphertext's size.
+    files = [
+        random_file_with_marker(tmp_path / "files" / "recording.bin", 33 * MiB, MARKER, [5]),
+        text_file_with_marker(tmp_path / "files" / "note.txt", MARKER),
+    ]
+    answers = minimal_answers(f"Hashed while encrypted {MARKER}")
+    with intake_server(tmp_path, deployment) as (base, data):
+        page = new_page()
+        if hashing == "without-nested-workers":
+            page.route("**/static/js/encrypt-worker.js", without_nested_workers)
+        traffic = Traffic().attach(page)
+        bodies = finish_bodies(page)
+        types = fill_in(page, base, answers, files)
+        send_and_wait_for_thanks(page, base, traffic)
+        assert recorded_js_path(page) == "encrypted"
+        assert recorded_fallback(page) is None
+    if hashing == "in-a-second-worker":
+        assert traffic.made("GET", r"/static/js/hash-worker\.js$")
+    assert traffic.made("POST", REPORT_POST) == []
+    [blob] = stored_blobs(data)
+    assert bodies == [{"size": blob.stat().st_size}]
+    opened = open_the_one_submission(data, deployment.identities[:1], tmp_path / "opened")
+    assert opened.report.document["schema"] == "intake-report/v2"
+    assert_report(opened, lang="en", fields=expected_fields(answers), files=files, types=types)

@@ -1,13 +1,20 @@
 """The report container: a POSIX tar inside the age file.
 
-Layout (a contract shared with the browser code and the reviewer's tools):
+Layout, version 2 (a contract shared with the browser worker and the reviewer's tools):
 
-1. ``report.json``: ``{"schema": "intake-report/v1", "lang", "fields",
+1. ``attachments/NN-<safe name>``: the files, byte for byte, as plain regular
+   ustar members (no sparse, link, device or extended-header members, ever).
+2. ``report.json``, **last**: ``{"schema": "intake-report/v2", "lang", "fields",
    "attachments": [{"path", "name", "type", "size", "sha256"}]}``. Original
-   file names live only here.
-2. ``attachments/NN-<safe name>``: the files, byte for byte.
+   file names live only here. Coming last, it lets a writer hash each file
+   while it encrypts it, in one pass; its length is known before the first
+   hash (a SHA-256 hex digest is always 64 characters), so the container's
+   length is too.
 3. The end-of-archive marker, then zero padding up to the Padmé length of the
    whole, so that the ciphertext leaks only O(log log n) bits of the size.
+
+Version 1 (``intake-report/v1``) had report.json first; it is still read,
+never written.
 
 `ContainerReader` produces the container as a pull stream (a file object to
 read from) whose total length is known before the first byte: it never holds
@@ -16,17 +23,21 @@ Tar headers come from the standard library's `tarfile`; every entry has mtime
 0, uid/gid 0 and mode 0644, so the container carries no time or owner.
 
 `extract_container` opens a container from an untrusted producer (the browser
-path lets a client build it). It refuses absolute paths, ``..``, links,
-devices, FIFOs, anything but regular files, more than ``1 + MAX_ATTACHMENTS``
-entries, entries or totals over the size bounds, and a report.json that does
-not list exactly the files present with their sizes and hashes. Entry names
-are stripped of bidi controls and zero-width characters and reduced to a safe
-ASCII form; on failure nothing of the output is left.
+path lets a client build it). It reads the tar one 512-byte header at a time
+(parsed by `tarfile.TarInfo.frombuf`, never by tarfile's own member loop, which
+would expand sparse maps and read extended headers whole), and accepts only
+plain POSIX ustar regular members: no PAX or GNU extension headers of any kind,
+no links, devices, FIFOs, or directories but ``attachments/``. Every check of a
+member (type, name, size, count, total) runs before a byte of it is copied, so
+nothing written can outgrow what arrived. report.json must list exactly the
+files present with their sizes and SHA-256, and only zero padding may follow
+the archive. Entry names are stripped of bidi controls and zero-width
+characters and reduced to a safe ASCII form. On any refusal the output folder
+is removed whole.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -43,7 +54,11 @@ from typing import Any, BinaryIO
 from intake.errors import ContainerError
 from intake.limits import MAX_ATTACHMENTS, MAX_CONTAINER, MAX_REPORT_JSON
 
-SCHEMA = "intake-report/v1"
+#: The schema written today: report.json last.
+SCHEMA = "intake-report/v2"
+#: The schema of version 1 containers (report.json first): read, never written.
+SCHEMA_V1 = "intake-report/v1"
+REPORT_NAME = "report.json"
 BLOCK = 512
 CHUNK = 1 << 16
 #: Characters that reorder or hide text: they disguise extensions ("photo\u202egpj.exe").
@@ -55,7 +70,8 @@ BIDI_CONTROLS = frozenset(
 ZERO_WIDTH = frozenset(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e"])
 MAX_SAFE_NAME = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,10}$")
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,10}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def strip_invisible(text: str) -> str:
@@ -87,8 +103,8 @@ def safe_name(name: str, index: int) -> str:
     neither escape a folder nor disguise what it is.
     """
     base = _UNSAFE.sub("_", unicodedata.normalize("NFKC", clean_original_name(name)))
-    match = _EXTENSION.search(base)
-    ext = match.group(0).lower() if match else ""
+    dot = base.rfind(".")
+    ext = base[dot:].lower() if dot >= 0 and _EXTENSION.fullmatch(base[dot:]) else ""
     stem = base[: len(base) - len(ext)] if ext else base
     stem = stem.strip("._-")[: MAX_SAFE_NAME - len(ext)].strip("._-") or "file"
     return f"{index:02d}-{stem}{ext}"
@@ -118,7 +134,8 @@ def unpadded_length(report_json_size: int, attachment_sizes: Sequence[int]) -> i
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file to put in a container. `open` returns its plaintext from the start."""
+    """A file to put in a container. `open` returns its plaintext from the start;
+    `sha256` is its lowercase hex digest, which the caller computed on receipt."""
 
     name: str
     type: str
@@ -151,6 +168,7 @@ def report_document(
 
 
 def encode_report(document: dict[str, Any]) -> bytes:
+    """report.json's bytes (UTF-8, sorted keys), refused over `MAX_REPORT_JSON`."""
     data = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
     if len(data) > MAX_REPORT_JSON:
         raise ContainerError("The report's text is too long; shorten it and try again.")
@@ -169,7 +187,11 @@ def _tar_header(name: str, size: int) -> bytes:
 
 
 class ContainerReader(io.RawIOBase):
-    """The container for one report, read as a stream; `length` is known up front."""
+    """The version 2 container for one report, read as a stream; `length` is known up front.
+
+    Attachments come first, report.json last. The digests are the ones the
+    caller declared (the server's spool hashes each file as it arrives).
+    """
 
     def __init__(self, lang: str, fields: dict[str, Any], attachments: Sequence[Attachment]):
         super().__init__()
@@ -186,9 +208,6 @@ class ContainerReader(io.RawIOBase):
         return True
 
     def _generate(self) -> Iterator[bytes]:
-        yield _tar_header("report.json", len(self._report))
-        yield self._report
-        yield bytes(_ceil_block(len(self._report)) - len(self._report))
         for entry, attachment in zip(self.document["attachments"], self._attachments, strict=True):
             yield _tar_header(entry["path"], attachment.size)
             remaining = attachment.size
@@ -204,6 +223,9 @@ class ContainerReader(io.RawIOBase):
                         "An attachment changed size while the report was being built."
                     )
             yield bytes(_ceil_block(attachment.size) - attachment.size)
+        yield _tar_header(REPORT_NAME, len(self._report))
+        yield self._report
+        yield bytes(_ceil_block(len(self._report)) - len(self._report))
         zeros = self.length - self.unpadded + 2 * BLOCK
         while zeros:
             step = min(CHUNK, zeros)
@@ -232,38 +254,68 @@ class ExtractedReport:
     directory: Path
 
 
-_ATTACHMENT_PREFIX = "attachments/"
-_SAFE_ENTRY = re.compile(rf"^\d{{2}}-[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_SAFE_NAME - 1}}}$")
+_ATTACHMENTS = "attachments"
+_SAFE_ENTRY = re.compile(rf"[0-9]{{2}}-[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_SAFE_NAME - 1}}}")
+_NUMBERED = re.compile(r"([0-9]{2})-(.+)", re.DOTALL)
+_DRIVE = re.compile(r"[A-Za-z]:.*", re.DOTALL)
+_POSIX_MAGIC = b"ustar\x0000"  # magic and version: a POSIX ustar header, not GNU or v7
+_ZERO_BLOCK = bytes(BLOCK)
+#: Entry types refused, by what they are. Only REGTYPE and AREGTYPE carry a file;
+#: the extended headers (PAX, GNU) are refused before their body is read, so no
+#: sparse map, long name or size override is ever applied.
+_REFUSED_TYPES = {
+    tarfile.SYMTYPE: "a symbolic link",
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.CHRTYPE: "a character device",
+    tarfile.BLKTYPE: "a block device",
+    tarfile.FIFOTYPE: "a FIFO",
+    tarfile.DIRTYPE: "a directory",
+    tarfile.CONTTYPE: "a contiguous file",
+    tarfile.XHDTYPE: "a PAX extended header",
+    tarfile.XGLTYPE: "a PAX global header",
+    tarfile.SOLARIS_XHDTYPE: "a Solaris extended header",
+    tarfile.GNUTYPE_SPARSE: "a GNU sparse file",
+    tarfile.GNUTYPE_LONGNAME: "a GNU long name",
+    tarfile.GNUTYPE_LONGLINK: "a GNU long link",
+}
+
+
+def _quoted(name: str) -> str:
+    return repr(name[:60])
 
 
 def _safe_entry_name(raw: str, index: int) -> str:
+    """``attachments/NN-<safe name>`` for an entry or listed path, or refuse it."""
     if "\x00" in raw:
         raise ContainerError("The container has an entry name with a NUL byte.")
     name = strip_invisible(raw)
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        raise ContainerError(f"The container has an absolute path ({name[:60]!r}); it was refused.")
+    if name.startswith(("/", "\\")) or _DRIVE.fullmatch(name):
+        raise ContainerError(f"The container has an absolute path ({_quoted(name)}).")
     parts = re.split(r"[/\\]", name)
     if ".." in parts:
-        raise ContainerError(
-            f"The container has a path that climbs out ({name[:60]!r}); it was refused."
-        )
-    if len(parts) != 2 or parts[0] != "attachments" or not parts[1]:
-        raise ContainerError(f"The container has an unexpected entry ({name[:60]!r}).")
-    if _SAFE_ENTRY.match(parts[1]):
-        return _ATTACHMENT_PREFIX + parts[1]  # already safe: keep it exactly, as tar -x would
-    match = re.match(r"^(\d{2})-(.+)$", parts[1])
-    if match:
-        return _ATTACHMENT_PREFIX + safe_name(match.group(2), int(match.group(1)))
-    return _ATTACHMENT_PREFIX + safe_name(parts[1], index)
+        raise ContainerError(f"The container has a path that climbs out ({_quoted(name)}).")
+    if len(parts) != 2 or parts[0] != _ATTACHMENTS or not parts[1]:
+        raise ContainerError(f"The container has an unexpected entry ({_quoted(name)}).")
+    if _SAFE_ENTRY.fullmatch(parts[1]):
+        return f"{_ATTACHMENTS}/{parts[1]}"  # already safe: keep it exactly, as tar -x would
+    numbered = _NUMBERED.fullmatch(parts[1])
+    if numbered:
+        return f"{_ATTACHMENTS}/{safe_name(numbered.group(2), int(numbered.group(1)))}"
+    return f"{_ATTACHMENTS}/{safe_name(parts[1], index)}"
 
 
 def _validate_document(raw: bytes) -> dict[str, Any]:
+    """report.json's document, checked for shape (the review tools check the fields)."""
     try:
         document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        # A lone surrogate ("\ud800") parses but can never be written back as UTF-8.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError):
         raise ContainerError("report.json is not valid UTF-8 JSON.") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise ContainerError(f"report.json is not an {SCHEMA} document.")
+    if not isinstance(document, dict):
+        raise ContainerError("report.json is not a JSON object.")
+    if document.get("schema") not in (SCHEMA, SCHEMA_V1):
+        raise ContainerError(f"report.json is neither an {SCHEMA} nor an {SCHEMA_V1} document.")
     if not isinstance(document.get("lang"), str) or not isinstance(document.get("fields"), dict):
         raise ContainerError("report.json lacks its language or its fields.")
     attachments = document.get("attachments")
@@ -275,20 +327,117 @@ def _validate_document(raw: bytes) -> dict[str, Any]:
             and isinstance(entry.get("path"), str)
             and isinstance(entry.get("name"), str)
             and isinstance(entry.get("type"), str)
-            and isinstance(entry.get("size"), int)
+            and type(entry.get("size")) is int  # not a bool, not a float
+            and entry["size"] >= 0
             and isinstance(entry.get("sha256"), str)
+            and _SHA256_HEX.fullmatch(entry["sha256"])
         ):
             raise ContainerError("report.json has a malformed attachment entry.")
     return document
 
 
-def _copy_member(src: BinaryIO, target: Path, size: int, durable: bool) -> str:
+def _listed_files(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """report.json's attachment entries by safe path; their paths are rewritten to it."""
+    listed: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(document["attachments"], start=1):
+        path = _safe_entry_name(entry["path"], index)
+        if path in listed:
+            raise ContainerError(f"report.json lists the file {_quoted(path)} twice.")
+        entry["path"] = path
+        listed[path] = entry
+    return listed
+
+
+class _Source:
+    """The container's bytes, read exactly and counted against the length bound."""
+
+    def __init__(self, src: BinaryIO, max_length: int):
+        self._src = src
+        self._max_length = max_length
+        self.position = 0
+
+    def check_room(self, size: int) -> None:
+        """Refuse, before reading it, a member of `size` bytes that cannot fit."""
+        if size > self._max_length - self.position:
+            raise ContainerError("The container is larger than the size limit.")
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes; fewer only at the end of the container."""
+        chunks: list[bytes] = []
+        remaining = size
+        while remaining:
+            block = self._src.read(remaining)
+            if not block:
+                break
+            chunks.append(block)
+            remaining -= len(block)
+        data = b"".join(chunks)
+        self.position += len(data)
+        if self.position > self._max_length:
+            raise ContainerError("The container is larger than the size limit.")
+        return data
+
+    def read_exact(self, size: int, what: str) -> bytes:
+        data = self.read(size)
+        if len(data) != size:
+            raise ContainerError(f"The container is truncated inside {what}.")
+        return data
+
+    def skip_padding(self, size: int, what: str) -> None:
+        """The zero bytes that round `size` up to a whole block."""
+        if self.read_exact(_ceil_block(size) - size, what).strip(b"\x00"):
+            raise ContainerError(f"The container hides data in the padding of {what}.")
+
+    def rest_is_zeros(self) -> int:
+        """Read to the end; refuse anything but zero bytes. Returns how many were read."""
+        count = 0
+        while block := self.read(CHUNK):
+            if block.strip(b"\x00"):
+                raise ContainerError("The container has data after its end-of-archive marker.")
+            count += len(block)
+        return count
+
+
+def _next_header(source: _Source) -> tarfile.TarInfo | None:
+    """The next member's header, checked before its body is read; None at the end marker."""
+    block = source.read(BLOCK)
+    if not block:
+        raise ContainerError("The container ends without its end-of-archive marker.")
+    if len(block) < BLOCK:
+        raise ContainerError("The container is truncated inside an entry header.")
+    if block == _ZERO_BLOCK:
+        return None
+    try:
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        raise ContainerError("The container has a damaged entry header.") from None
+    refused = _REFUSED_TYPES.get(info.type)
+    if refused is None and info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        refused = "an entry of an unknown type"
+    if refused and not (info.isdir() and info.name == _ATTACHMENTS):
+        raise ContainerError(
+            f"The container has {refused} ({_quoted(info.name)}); only plain files are accepted."
+        )
+    if block[257:265] != _POSIX_MAGIC:
+        raise ContainerError(
+            f"The container has an entry ({_quoted(info.name)}) that is not in POSIX ustar format."
+        )
+    for field in (block[0:100], block[345:500]):  # name and prefix: NUL-terminated, NUL-padded
+        if field.partition(b"\x00")[2].strip(b"\x00"):
+            raise ContainerError("The container has an entry name with a NUL byte.")
+    if info.size < 0 or (info.isdir() and info.size):
+        raise ContainerError("The container has a damaged entry header.")
+    return info
+
+
+def _copy_member(source: _Source, target: Path, size: int, durable: bool) -> str:
+    """Copy `size` bytes to the new file `target`, hashing them; returns the hex digest."""
     digest = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         remaining = size
         while remaining:
-            block = src.read(min(CHUNK, remaining))
+            block = source.read(min(CHUNK, remaining))
             if not block:
                 raise ContainerError("The container is truncated inside an attachment.")
             digest.update(block)
@@ -312,86 +461,81 @@ def extract_container(
 
     `dest` must not exist; it is created, and removed again if anything is
     wrong. On success it holds ``report.json`` (re-encoded, with the safe
-    attachment paths) and ``attachments/``. With ``durable=False`` files are
-    not fsynced one by one: the caller syncs the file system once for many.
+    attachment paths) and ``attachments/``. `max_entries` bounds the tar's
+    members, `max_total` the container's length in bytes (and so every member
+    and their sum). With ``durable=False`` files are not fsynced one by one:
+    the caller syncs the file system once for many.
     """
     dest = Path(dest)
     dest.mkdir(mode=0o700)
     try:
-        return _extract(src, dest, max_entries, max_total, durable)
+        return _extract(_Source(src, max_total), dest, max_entries, durable)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
 
 
-def _extract(
-    src: BinaryIO, dest: Path, max_entries: int, max_total: int, durable: bool
-) -> ExtractedReport:
+def _extract(source: _Source, dest: Path, max_entries: int, durable: bool) -> ExtractedReport:
     document: dict[str, Any] | None = None
+    listed: dict[str, dict[str, Any]] | None = None  # known up front only in version 1
     found: dict[str, tuple[int, str]] = {}
-    total = 0
     count = 0
-    try:
-        archive = tarfile.open(  # noqa: SIM115 (closed below, after the member loop)
-            fileobj=src, mode="r|", encoding="utf-8", errors="surrogateescape"
-        )
-    except tarfile.TarError:
-        raise ContainerError("The decrypted data is not a tar container.") from None
-    with contextlib.closing(archive):
-        try:
-            for member in archive:
-                count += 1
-                if count > max_entries:
-                    raise ContainerError(
-                        f"The container has more than {max_entries} entries; it was refused."
-                    )
-                if member.isdir() and member.name.rstrip("/") == "attachments":
-                    continue
-                if member.issym() or member.islnk():
-                    raise ContainerError(
-                        f"The container has a link ({member.name[:60]!r}); links are refused."
-                    )
-                if not member.isreg():
-                    raise ContainerError(
-                        f"The container has a special entry ({member.name[:60]!r}); "
-                        "only files are accepted."
-                    )
-                total += member.size
-                if member.size > max_total or total > max_total:
-                    raise ContainerError(
-                        "The container is larger than the size limit; it was refused."
-                    )
-                data = archive.extractfile(member)
-                assert data is not None
-                if document is None:
-                    if member.name != "report.json":
-                        raise ContainerError("The container does not start with report.json.")
-                    if member.size > MAX_REPORT_JSON:
-                        raise ContainerError("report.json is larger than the limit.")
-                    document = _validate_document(data.read())
-                    continue
-                name = _safe_entry_name(member.name, len(found) + 1)
-                if name in found:
-                    raise ContainerError(f"The container has the file {name!r} twice.")
-                if not found:
-                    (dest / "attachments").mkdir(mode=0o700)
-                found[name] = (member.size, _copy_member(data, dest / name, member.size, durable))
-        except tarfile.TarError as exc:
-            raise ContainerError(f"The container is damaged ({exc}).") from None
+    while (info := _next_header(source)) is not None:
+        count += 1
+        if count > max_entries:
+            raise ContainerError(f"The container has more than {max_entries} entries.")
+        if document is not None and document["schema"] == SCHEMA:
+            raise ContainerError(f"The container has an entry after {REPORT_NAME}.")
+        if info.isdir():  # attachments/ itself: nothing to copy
+            continue
+        source.check_room(_ceil_block(info.size))
+        if info.name == REPORT_NAME:
+            if document is not None:
+                raise ContainerError(f"The container has {REPORT_NAME} twice.")
+            if info.size > MAX_REPORT_JSON:
+                raise ContainerError(f"{REPORT_NAME} is larger than the limit.")
+            raw = source.read_exact(info.size, REPORT_NAME)
+            source.skip_padding(info.size, REPORT_NAME)
+            document = _validate_document(raw)
+            if found and document["schema"] != SCHEMA:
+                raise ContainerError(
+                    f"{REPORT_NAME} comes after the files only in an {SCHEMA} container."
+                )
+            if document["schema"] == SCHEMA_V1:
+                listed = _listed_files(document)
+            continue
+        name = _safe_entry_name(info.name, len(found) + 1)
+        if name in found:
+            raise ContainerError(f"The container has the file {_quoted(name)} twice.")
+        if listed is not None:  # version 1: the list is known, so check before copying
+            entry = listed.get(name)
+            if entry is None:
+                raise ContainerError(
+                    f"The container holds a file that {REPORT_NAME} does not list "
+                    f"({_quoted(name)})."
+                )
+            if entry["size"] != info.size:
+                raise ContainerError(
+                    f"The file {_quoted(name)} does not match what {REPORT_NAME} says of it."
+                )
+        if not found:
+            (dest / _ATTACHMENTS).mkdir(mode=0o700)
+        found[name] = (info.size, _copy_member(source, dest / name, info.size, durable))
+        source.skip_padding(info.size, "an attachment")
     if document is None:
-        raise ContainerError("The container is empty.")
-    listed: set[str] = set()
-    for i, entry in enumerate(document["attachments"], start=1):
-        path = _safe_entry_name(entry["path"], i)
-        if path in listed:
-            raise ContainerError(f"report.json lists the file {path!r} twice.")
-        if path not in found or found[path] != (entry["size"], entry["sha256"].lower()):
-            raise ContainerError(f"The file {path!r} does not match what report.json says of it.")
-        entry["path"] = path
-        listed.add(path)
-    if listed != set(found):
-        raise ContainerError("The container holds files that report.json does not list.")
-    (dest / "report.json").write_bytes(
+        raise ContainerError(f"The container has no {REPORT_NAME}.")
+    if source.rest_is_zeros() < BLOCK:
+        raise ContainerError("The container ends without its end-of-archive marker.")
+    if listed is None:
+        listed = _listed_files(document)
+    for path, entry in listed.items():
+        if found.get(path) != (entry["size"], entry["sha256"]):
+            raise ContainerError(
+                f"The file {_quoted(path)} does not match what {REPORT_NAME} says of it."
+            )
+    if set(found) - set(listed):
+        raise ContainerError(f"The container holds files that {REPORT_NAME} does not list.")
+    (dest / REPORT_NAME).write_bytes(
         json.dumps(document, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
     )
     return ExtractedReport(document=document, directory=dest)

@@ -44,8 +44,8 @@ MIN_PAYLOAD = payload.NONCE + payload.TAG
 X25519_STANZA_LENGTH = len(b"-> X25519 ") + 43 + 1 + 43 + 1
 #: ``--- <43 base64>\n``
 MAC_LINE_LENGTH = len(b"--- ") + 43 + 1
-_ARG = re.compile(rb"^[\x21-\x7e]+$")
-_B64 = re.compile(rb"^[A-Za-z0-9+/]*$")
+_ARG = re.compile(rb"[\x21-\x7e]+")
+_B64 = re.compile(rb"[A-Za-z0-9+/]*")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class AgeHeader:
 
 
 def _b64(data: bytes, what: str) -> bytes:
-    if not _B64.match(data):
+    if not _B64.fullmatch(data):
         raise EnvelopeError(f"The age header has a {what} that is not unpadded base64.")
     try:
         raw = base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
@@ -110,7 +110,7 @@ def parse_header(prefix: bytes) -> AgeHeader:
         if not line.startswith(b"-> "):
             raise EnvelopeError("The age header has a line that is neither a stanza nor the MAC.")
         args = line[3:].split(b" ")
-        if not all(_ARG.match(a) for a in args):
+        if not all(_ARG.fullmatch(a) for a in args):
             raise EnvelopeError(
                 "The age header has a stanza with an empty or non-printable argument."
             )

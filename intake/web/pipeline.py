@@ -1,8 +1,10 @@
 """The no-JavaScript path from a valid form to a stored submission.
 
 The spooled files (ciphertext on disk, plaintext only in memory) and the form
-fields become the report container, which is age-encrypted, streaming, to the
-keyring's active recipients straight into the blob store. The blob is durable
+fields become the report container (version 2: the files, then report.json
+with the digests the spool computed on receipt), which is age-encrypted,
+streaming, to the keyring's active recipients straight into the blob store.
+A declared MIME type is kept only if it is a plain ASCII ``type/subtype``. The blob is durable
 (fsync, rename, fsync) before its row is committed, so a crash leaves at worst
 an orphan blob that start-up reports, never a row without its blob.
 """
@@ -23,7 +25,7 @@ from intake.crypto.spool import EncryptedSpool
 from intake.storage.blobs import BlobStore
 from intake.storage.submissions import new_submission_id, record_submission
 
-_MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}$")
+_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def _attachment(upload: Upload) -> Attachment:
     declared = upload.content_type.split(";")[0].strip()
     return Attachment(
         name=upload.filename,
-        type=declared if _MIME.match(declared) else "application/octet-stream",
+        type=declared if _MIME.fullmatch(declared) else "application/octet-stream",
         size=upload.spool.size,
         sha256=upload.spool.sha256,
         open=upload.spool.open_plaintext,

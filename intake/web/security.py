@@ -47,7 +47,11 @@ class RequestSecureSessionInterface(SecureCookieSessionInterface):
         return bool(request and request.is_secure) or super().get_cookie_secure(app)
 
 
-_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b|\[?[0-9a-fA-F]*:[0-9a-fA-F:]{2,}\]?")
+# ASCII digits, bounded by lookarounds rather than \b: a Unicode \b sees no edge
+# between an Arabic letter and a digit, so "مرسل192.0.2.1" would keep its address.
+_ADDRESS = re.compile(
+    r"(?<![0-9])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9])|\[?[0-9a-fA-F]*:[0-9a-fA-F:]{2,}\]?"
+)
 
 
 class PrivacyFilter(logging.Filter):

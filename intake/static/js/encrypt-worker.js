@@ -1,18 +1,35 @@
 /*
  * The encryption worker of the intake.
  *
- * Builds the report container (report.json, attachments/NN-<safe name>, the
- * end-of-archive marker, Padme padding: the same layout as the server path),
- * age-encrypts it to the keyring's active recipients as a stream, and uploads
- * the ciphertext in chunks through /api/v1/uploads, resuming after failures.
- * Plaintext leaves this worker only as ciphertext. Files are read as streams,
- * so a large file never sits whole in memory.
+ * Builds the report container, version 2 (attachments/NN-<safe name>, then
+ * report.json last, the end-of-archive marker, Padme padding: the same layout
+ * as the server path), age-encrypts it to the keyring's active recipients as
+ * a stream, and uploads the ciphertext in chunks through /api/v1/uploads,
+ * resuming after failures. Plaintext leaves this worker only as ciphertext,
+ * or as a copy of a file's chunks to the hashing worker (hash-worker.js, a
+ * worker of this worker, which never talks to the network).
+ *
+ * One pass: each file is hashed while it streams into the encrypter, on a
+ * second core when the browser allows a nested worker, and report.json, which
+ * carries the digests, comes last. Its length is known before any digest (a
+ * SHA-256 hex digest is always 64 characters), so the exact ciphertext size
+ * is announced to the API before the first byte is encrypted. Files are read
+ * as streams: no file ever sits whole in memory, and the chunks waiting for
+ * the hashing worker are bounded by HASH_BACKLOG.
  */
 "use strict";
 
 const BLOCK = 512;
 const AGE_CHUNK = 65536;
 const MAX_ATTEMPTS = 8;
+const SHA256_HEX_LENGTH = 64;
+// What report.json carries until a file's digest is known: the same length.
+const PENDING_DIGEST = "0".repeat(SHA256_HEX_LENGTH);
+// Bytes copied to the hashing worker and not yet hashed; past this, wait for it.
+const HASH_BACKLOG = 8 * 1024 * 1024;
+// Encryption progress goes to the page at most once per this many bytes.
+const PROGRESS_STEP = 1024 * 1024;
+const MIME = /^[A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,64}$/;
 const encoder = new TextEncoder();
 let age = null;
 
@@ -86,59 +103,177 @@ function tarHeader(name, size) {
   return header;
 }
 
-async function hashFile(file, onBytes) {
-  const hash = age.sha256.create();
-  const reader = file.stream().getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    hash.update(value);
-    onBytes(value.length);
-  }
-  return Array.from(hash.digest(), (b) => b.toString(16).padStart(2, "0")).join("");
+function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function containerStream(parts, length, onBytes) {
-  // parts: Uint8Array or File; zero padding to `length` at the end.
-  let index = 0;
-  let reader = null;
+// SHA-256 on this worker's own thread: the fallback when a nested worker is not available.
+class InlineHasher {
+  constructor() {
+    this.hash = age.sha256.create();
+  }
+
+  begin() {}
+
+  async update(chunk) {
+    this.hash.update(chunk);
+  }
+
+  async digest() {
+    const digest = hex(this.hash.digest());
+    this.hash = age.sha256.create();
+    return digest;
+  }
+
+  close() {}
+}
+
+// SHA-256 on a second core: each chunk is copied to hash-worker.js, which
+// answers every chunk it has hashed; at most HASH_BACKLOG bytes wait there.
+class WorkerHasher {
+  static async start(vendor) {
+    const hasher = new WorkerHasher(new Worker("hash-worker.js"));
+    await hasher.call({ type: "load", vendor }, "ready");
+    return hasher;
+  }
+
+  constructor(worker) {
+    this.worker = worker;
+    this.backlog = 0;
+    this.waiting = [];
+    this.failure = null;
+    worker.onmessage = (event) => {
+      const m = event.data;
+      if (m.type === "hashed") {
+        this.backlog -= m.bytes;
+        this.wake();
+      } else if (m.type === "error") {
+        this.fail(new Error(m.message));
+      } else {
+        this.wake(m);
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      this.fail(new Error("the hashing worker failed"));
+    };
+  }
+
+  wake(message) {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) {
+      if (!w.type || (message && message.type === w.type)) w.resolve(message);
+      else this.waiting.push(w);
+    }
+  }
+
+  fail(error) {
+    this.failure = error;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) w.reject(error);
+  }
+
+  wait(type) {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiting.push({ type, resolve, reject }));
+  }
+
+  call(message, answer) {
+    const reply = this.wait(answer);
+    this.worker.postMessage(message);
+    return reply;
+  }
+
+  begin(size) {
+    this.worker.postMessage({ type: "begin", size });
+  }
+
+  async update(chunk) {
+    if (this.failure) throw this.failure;
+    const copy = chunk.slice(); // the encrypter keeps the original
+    this.backlog += copy.length;
+    this.worker.postMessage({ type: "update", chunk: copy }, [copy.buffer]);
+    while (this.backlog > HASH_BACKLOG) await this.wait(null);
+  }
+
+  async digest() {
+    return (await this.call({ type: "digest" }, "digest")).hex;
+  }
+
+  close() {
+    this.worker.terminate();
+  }
+}
+
+async function startHasher(vendor) {
+  if (typeof Worker === "function") {
+    try {
+      return await WorkerHasher.start(vendor);
+    } catch (error) {
+      // No nested worker here (or it failed to load): hash on this thread instead.
+    }
+  }
+  return new InlineHasher();
+}
+
+// report.json's bytes. With PENDING_DIGEST in every entry it has the same length as
+// with the real digests, so the container's length is known before hashing starts.
+function reportBytes(job, entries) {
+  return encoder.encode(JSON.stringify({
+    schema: "intake-report/v2", lang: job.lang, fields: job.fields, attachments: entries,
+  }));
+}
+
+// The container as a stream: each file (hashed on the way through), then report.json
+// with the digests, then zeros up to `length`. `onBytes` gets the bytes produced so far.
+function containerStream(job, entries, reportLength, length, hasher, onBytes) {
+  const files = job.files;
   let produced = 0;
+  async function* parts() {
+    for (let i = 0; i < files.length; i++) {
+      yield tarHeader(entries[i].path, files[i].size);
+      const reader = files[i].stream().getReader();
+      hasher.begin(files[i].size);
+      let read = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        read += value.length;
+        if (read > files[i].size) throw new Error("a file grew while it was being encrypted");
+        await hasher.update(value);
+        yield value;
+      }
+      if (read !== files[i].size) throw new Error("a file shrank while it was being encrypted");
+      yield new Uint8Array(ceilBlock(read) - read);
+      entries[i].sha256 = await hasher.digest();
+    }
+    const report = reportBytes(job, entries);
+    if (report.length !== reportLength) throw new Error("report.json did not keep its length");
+    yield tarHeader("report.json", report.length);
+    yield report;
+    yield new Uint8Array(ceilBlock(report.length) - report.length);
+    while (produced < length) yield new Uint8Array(Math.min(AGE_CHUNK, length - produced));
+  }
+  const source = parts();
   return new ReadableStream({
     async pull(controller) {
       for (;;) {
-        if (reader) {
-          const { done, value } = await reader.read();
-          if (!done) {
-            produced += value.length;
-            onBytes(produced);
-            controller.enqueue(value);
-            return;
-          }
-          reader = null;
-          continue;
-        }
-        if (index < parts.length) {
-          const part = parts[index++];
-          if (part instanceof Uint8Array) {
-            if (part.length === 0) continue;
-            produced += part.length;
-            onBytes(produced);
-            controller.enqueue(part);
-            return;
-          }
-          reader = part.stream().getReader();
-          continue;
-        }
-        if (produced < length) {
-          const size = Math.min(AGE_CHUNK, length - produced);
-          produced += size;
-          onBytes(produced);
-          controller.enqueue(new Uint8Array(size));
+        const { done, value } = await source.next();
+        if (done) {
+          controller.close();
           return;
         }
-        controller.close();
+        if (value.length === 0) continue;
+        produced += value.length;
+        onBytes(produced);
+        controller.enqueue(value);
         return;
       }
+    },
+    async cancel() {
+      await source.return();
     },
   }, { highWaterMark: 1 });
 }
@@ -200,6 +335,7 @@ async function sendChunk(job, uploadId, offset, bytes) {
 
 // Finishing is idempotent on the server (a finished upload answers "stored"),
 // so a lost answer is asked again rather than the report being sent twice.
+// The body names the ciphertext size, which the server checks against what arrived.
 async function finishUpload(job, uploadId, size) {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -222,31 +358,26 @@ function newEncrypter(recipients) {
 
 async function run(job) {
   const files = job.files;
-  const total = files.reduce((n, f) => n + f.size, 0);
-  let hashed = 0;
-  const entries = [];
-  for (let i = 0; i < files.length; i++) {
-    const sha = await hashFile(files[i], (n) => { hashed += n; progress("prepare", hashed, total); });
-    entries.push({
-      path: "attachments/" + safeName(files[i].name, i + 1),
-      name: cleanOriginalName(files[i].name),
-      type: /^[A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,64}$/.test(files[i].type)
-        ? files[i].type : "application/octet-stream",
-      size: files[i].size,
-      sha256: sha,
-    });
-  }
-  const report = encoder.encode(JSON.stringify({
-    schema: "intake-report/v1", lang: job.lang, fields: job.fields, attachments: entries,
+  const entries = files.map((file, i) => ({
+    path: "attachments/" + safeName(file.name, i + 1),
+    name: cleanOriginalName(file.name),
+    type: MIME.test(file.type) ? file.type : "application/octet-stream",
+    size: file.size,
+    sha256: PENDING_DIGEST,
   }));
-  const parts = [tarHeader("report.json", report.length), report, new Uint8Array(ceilBlock(report.length) - report.length)];
-  let unpadded = BLOCK + ceilBlock(report.length) + 2 * BLOCK;
-  files.forEach((file, i) => {
-    parts.push(tarHeader(entries[i].path, file.size), file, new Uint8Array(ceilBlock(file.size) - file.size));
-    unpadded += BLOCK + ceilBlock(file.size);
-  });
+  const reportLength = reportBytes(job, entries).length;
+  let unpadded = BLOCK + ceilBlock(reportLength) + 2 * BLOCK;
+  for (const file of files) unpadded += BLOCK + ceilBlock(file.size);
   const length = padme(unpadded);
+  const hasher = await startHasher(job.vendor);
+  try {
+    await encryptAndUpload(job, entries, reportLength, length, hasher);
+  } finally {
+    hasher.close();
+  }
+}
 
+async function encryptAndUpload(job, entries, reportLength, length, hasher) {
   for (;;) {
     const recipients = job.keyring.recipients.map((r) => r.recipient);
     const empty = await newEncrypter(recipients).encrypt(new Uint8Array(0));
@@ -263,7 +394,13 @@ async function run(job) {
       }
       throw error;
     }
-    const stream = containerStream(parts.slice(), length, (n) => progress("encrypt", n, length));
+    let reported = 0;
+    const stream = containerStream(job, entries, reportLength, length, hasher, (n) => {
+      // A message per 64 KiB chunk would cost the page more than the bar is worth.
+      if (n - reported < PROGRESS_STEP && n < length) return;
+      reported = n;
+      progress("encrypt", n, length);
+    });
     const ciphertext = await newEncrypter(recipients).encrypt(stream);
     const reader = ciphertext.getReader();
     const chunkSize = created.chunk_size;
