@@ -231,6 +231,28 @@ def breakable(onion_stack, breakable_client) -> Iterator[TorClient]:
     breakable_client.link.rate = None
 
 
+def send_and_wait_for_thanks(page, base: str, lang: str, traffic: Traffic,
+                             network: PrivateTorNetwork, client: TorClient) -> None:
+    """Press send; fail with what the page showed and the client's tor log if the
+    thanks page does not come."""
+    page.locator("#report-form button[type=submit]").click()
+    wait_for_thanks(page, base, lang, traffic, network, client)
+
+
+def wait_for_thanks(page, base: str, lang: str, traffic: Traffic,
+                    network: PrivateTorNetwork, client: TorClient) -> None:
+    try:
+        page.wait_for_url(f"{base}/{lang}/thanks", timeout=PAGE_TIMEOUT_MS)
+    except Exception as exc:  # Playwright's timeout: say what the page and tor saw
+        status = "?"
+        with contextlib.suppress(Exception):
+            status = page.locator("#progress-status").inner_text(timeout=1000)
+        raise AssertionError(
+            f"the thanks page never came: url={page.url} status={status!r} "
+            f"page errors={traffic.errors[-5:]} requests={traffic.requests[-8:]}\n"
+            f"{client.log_tail()}\n{network.service.node.log_tail()}") from exc
+
+
 def the_source_is_thanked(page, base: str, lang: str) -> str:
     """The thanks page at the end of either path: what the source sees once the report
     is in. Returns the page's text."""
@@ -314,8 +336,8 @@ def test_each_security_level_files_a_report_that_the_age_tool_decrypts_to_what_w
         page.locator("#attachments").set_input_files([f.path for f in files])
         types = chosen_file_types(page)
         before = set(stored_blobs(data))
-        page.locator("#report-form button[type=submit]").click()
-        page.wait_for_url(f"{base}/{lang}/thanks", timeout=PAGE_TIMEOUT_MS)
+        send_and_wait_for_thanks(page, base, lang, traffic, onion_stack.network,
+                                 onion_stack.network.client)
         the_source_is_thanked(page, base, lang)
         # What the page marked on <body> (kept across the move to the thanks page); with
         # JavaScript off nothing runs to mark it, and the requests below tell the path.
@@ -478,7 +500,7 @@ def test_the_page_resumes_an_upload_after_the_sources_tor_dies_mid_upload(
         at_break = uploads(data)[upload_id]
         assert CHUNK_SIZE <= at_break.received < at_break.size, "the break was not mid-upload"
         network.restart_client(breakable)
-        page.wait_for_url(f"{base}/en/thanks", timeout=PAGE_TIMEOUT_MS)
+        wait_for_thanks(page, base, "en", traffic, network, breakable)
         the_source_is_thanked(page, base, "en")
         assert recorded_js_path(page) == "encrypted"
         context.close()
