@@ -58,7 +58,8 @@ CLIENT_ADDRESS = "127.0.0.2"
 AUTHORITIES = 3
 RELAYS = 2
 #: From the first process started to the first page fetched through the onion
-#: address takes 25-70 s on a quiet two-core machine; a busy CI runner is slower.
+#: address takes 15-70 s on a two-core machine (the first consensus waits for a
+#: voting round); a busy CI runner is slower.
 READY_TIMEOUT = 240.0
 STOP_TIMEOUT = 15.0
 
