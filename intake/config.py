@@ -1,7 +1,8 @@
 """Settings from the environment, each with an embedded default.
 
 The names are a contract (see the architecture): INTAKE_DATA_DIR,
-INTAKE_DATABASE_URL, INTAKE_KEYRING, INTAKE_ADMINS, INTAKE_MAX_UPLOAD. Nothing
+INTAKE_DATABASE_URL, INTAKE_KEYRING, INTAKE_ADMINS, INTAKE_MAX_UPLOAD,
+INTAKE_MAILBOX_DAYS. Nothing
 needs setting for a demo: data goes to ./var, SQLite lives there, keys are
 read from ./keys. `load_secret_key` creates the Flask secret on first run,
 mode 0600, in the data directory.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from intake.errors import IntakeError
 from intake.fsutil import atomic_write
-from intake.limits import DEFAULT_MAX_UPLOAD, MiB
+from intake.limits import DEFAULT_MAILBOX_DAYS, DEFAULT_MAX_UPLOAD, MiB
 
 #: Where "quick exit" leads: a neutral, common site that explains nothing.
 QUICK_EXIT_URL = "https://www.wikipedia.org/"
@@ -41,6 +42,8 @@ class Settings:
     admins_path: Path
     max_upload: int
     keyring_check_seconds: float = KEYRING_CHECK_SECONDS
+    #: A source mailbox with no activity for this many days is deleted.
+    mailbox_days: int = DEFAULT_MAILBOX_DAYS
 
     @property
     def blob_dir(self) -> Path:
@@ -57,6 +60,13 @@ class Settings:
     @property
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret_key"
+
+    @property
+    def receipt_secrets_path(self) -> Path:
+        """The salt, pepper and Argon2id parameters of receipts: beside the secret key."""
+        from intake.crypto.receipt import SECRETS_FILE  # PyNaCl: the server's extra only
+
+        return self.secret_key_path.parent / SECRETS_FILE
 
     def require_existing(self) -> Settings:
         """These settings, if a deployment lives where they point; else refuse, creating nothing.
@@ -116,12 +126,18 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         raise IntakeError("INTAKE_MAX_UPLOAD must be a number of bytes, e.g. 524288000.") from None
     if max_upload < 1 * MiB:
         raise IntakeError("INTAKE_MAX_UPLOAD must be at least 1048576 bytes (1 MiB).")
+    raw_days = env.get("INTAKE_MAILBOX_DAYS") or str(DEFAULT_MAILBOX_DAYS)
+    if not (raw_days.isascii() and raw_days.isdigit()) or not 1 <= int(raw_days) <= 3650:
+        raise IntakeError(
+            "INTAKE_MAILBOX_DAYS must be a whole number of days from 1 to 3650, e.g. 90."
+        )
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
         keyring_path=Path(env.get("INTAKE_KEYRING") or "keys/keyring.json").absolute(),
         admins_path=Path(env.get("INTAKE_ADMINS") or "keys/admins.json").absolute(),
         max_upload=max_upload,
+        mailbox_days=int(raw_days),
     )
 
 

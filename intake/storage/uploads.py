@@ -32,7 +32,7 @@ blob store, completes that submission instead of filing a second one.
 answer was lost is answered "stored" instead of filing twice. That row keeps
 nothing but its id, its state and the day after which it goes (the day after
 it was filed: a retry a minute after midnight still finds it); no size, no
-keyring version, no hour. `cleanup` deletes expired uploads and stray part
+keyring version, no hour, no mailbox. `cleanup` deletes expired uploads and stray part
 files and runs from the request path, without a cron job.
 """
 
@@ -256,7 +256,7 @@ class UploadStore:
             session.execute(
                 update(Upload).where(Upload.id == upload_id)
                 .values(state="finished", size=None, received=None, keyring_version=None,
-                        expires_minute=None,
+                        expires_minute=None, mailbox=None,
                         expires_on=self._today() + timedelta(days=FINISHED_KEEP_DAYS))
             )
         self.path(upload_id).unlink(missing_ok=True)

@@ -12,24 +12,36 @@ checked (`intake.crypto.header.check_client_ciphertext`) against the keyring
 version the page encrypted to, then files it in the blob store exactly like
 the no-JavaScript path. Every state-changing call needs the CSRF token in the
 ``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
+
+**Receipts.** A new report's page draws its receipt itself and sends it with
+the create (``"receipt"``), so that an answer to finish that never arrives
+cannot lose it: the server derives its keys there (waiting for a report
+derivation slot, never refused), makes or finds the mailbox, and keeps only
+the mailbox's thread in the upload's row; the submission is linked to it when
+it is filed. A follow-up sent from a mailbox page sends the page's ticket
+(``"mailbox"``) instead. Without either, the report is filed without a
+mailbox. The receipt is never stored, logged or sent back.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_wtf.csrf import validate_csrf
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError
 
 from intake.crypto import keyring as kr
 from intake.crypto import payload
 from intake.crypto.header import check_client_ciphertext, declared_size_problem
+from intake.crypto.receipt import normalise_receipt
 from intake.errors import EnvelopeError
 from intake.limits import MAX_AGE_HEADER, UPLOAD_CHUNK, MiB
 from intake.storage.models import Submission
@@ -38,6 +50,7 @@ from intake.storage.submissions import new_submission_id, record_submission
 from intake.storage.uploads import OffsetMismatch, UploadBudgetFull, UploadGone, UploadNotOpen
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import today
+from intake.web.receipts import Ticket, keys_for_report, read_ticket
 
 CHUNK_SIZE = UPLOAD_CHUNK
 MAX_CHUNK = 8 * MiB
@@ -88,15 +101,15 @@ def require_csrf() -> None:
             validate_csrf(request.headers.get("X-CSRFToken", ""))
         except ValidationError:
             raise ApiError(400, "csrf", "The page expired; reload it and send again.") from None
-    _cleanup_now_and_then()
+    cleanup_now_and_then()
 
 
-def _cleanup_now_and_then() -> None:
+def cleanup_now_and_then() -> None:
     state = _state()
     now = time.monotonic()
     if now - state.last_cleanup >= CLEANUP_EVERY_SECONDS:
         state.last_cleanup = now
-        state.uploads.cleanup()
+        state.clean_up()
 
 
 @bp.errorhandler(ApiError)
@@ -158,12 +171,42 @@ def create_upload():
     if problem is not None:
         raise ApiError(422, "impossible_size",
                        f"No report encrypted to this keyring has this size: {problem}.")
+    receipt, ticket = _receipt_or_ticket(body)
     try:
         upload_id = _state().uploads.create(size, version)
     except UploadBudgetFull:
         raise ApiError(503, "busy", "The intake is busy; try again in a few minutes.") from None
+    try:
+        if receipt is not None:
+            keys = keys_for_report(receipt)
+            del receipt
+            _state().mailboxes.attach_upload(upload_id, keys=keys)
+        elif ticket is not None:
+            _state().mailboxes.attach_upload(upload_id, thread=ticket.thread)
+    except BaseException:
+        _state().uploads.discard(upload_id)
+        raise
     return jsonify(id=upload_id, chunk_size=CHUNK_SIZE, max_chunk=MAX_CHUNK, max_size=limit,
                    offset=0), 201
+
+
+def _receipt_or_ticket(body: dict[str, Any]) -> tuple[str | None, Ticket | None]:
+    """The new report's receipt, or the follow-up's mailbox ticket, or neither."""
+    if "receipt" in body and "mailbox" in body:
+        raise ApiError(400, "bad_receipt", "Send a receipt or a mailbox ticket, not both.")
+    if "receipt" in body:
+        receipt = normalise_receipt(body["receipt"]) if isinstance(body["receipt"], str) else None
+        if receipt is None:
+            raise ApiError(400, "bad_receipt", "Send the receipt as 20 decimal digits.")
+        return receipt, None
+    if "mailbox" in body:
+        ticket = read_ticket(body["mailbox"])
+        if ticket is None or not _state().mailboxes.exists(ticket.thread):
+            raise ApiError(409, "mailbox_expired",
+                           "This mailbox page has expired; open your mailbox again with your "
+                           "receipt, then send.")
+        return None, ticket
+    return None, None
 
 
 def _upload(upload_id: str):
@@ -236,7 +279,7 @@ def finish(upload_id: str):
         if earlier is not None:
             # A finish was interrupted after the part file became a blob: complete
             # that submission rather than file the same ciphertext twice.
-            _complete(upload_id, earlier, upload.keyring_version)
+            _complete(upload_id, earlier, upload.keyring_version, upload.mailbox)
             return jsonify(status="stored"), 201
         _file(upload)
     return jsonify(status="stored"), 201
@@ -263,14 +306,16 @@ def _file(upload: UploadRow) -> None:
     try:
         state.store.adopt(path, submission_id, day)
         record_submission(state.session_factory, state.store, submission_id=submission_id,
-                          day=day, keyring_version=keyring.version)
+                          day=day, keyring_version=keyring.version,
+                          also=_link(upload.mailbox, submission_id))
     except BaseException:
         state.uploads.reopen(upload_id)  # the part file is intact: finish again
         raise
     state.uploads.mark_filed(upload_id)
 
 
-def _complete(upload_id: str, submission_id: str, keyring_version: int) -> None:
+def _complete(upload_id: str, submission_id: str, keyring_version: int,
+              mailbox: str | None) -> None:
     """Finish what an interrupted finish began: its blob exists, its row may not."""
     state = _state()
     with state.session_factory() as session:
@@ -280,5 +325,14 @@ def _complete(upload_id: str, submission_id: str, keyring_version: int) -> None:
             os.stat(state.store.path(submission_id)).st_mtime, UTC
         ).date()
         record_submission(state.session_factory, state.store, submission_id=submission_id,
-                          day=blob_day, keyring_version=keyring_version)
+                          day=blob_day, keyring_version=keyring_version,
+                          also=_link(mailbox, submission_id))
     state.uploads.mark_filed(upload_id)
+
+
+def _link(thread: str | None, submission_id: str) -> Callable[[Session], None] | None:
+    """What links a submission to the upload's mailbox, in its row's transaction."""
+    if thread is None:
+        return None
+    mailboxes = _state().mailboxes
+    return lambda session: mailboxes.link(session, thread, submission_id)

@@ -500,7 +500,7 @@ def _challenge_not_base64(kit: Kit) -> Path:
 
 def _unknown_manifest_field(kit: Kit) -> Path:
     manifest, members = kit.parts([kit.report("one")])
-    manifest["threads"] = {"a": "b"}
+    manifest["source_links"] = {"a": "b"}
     return kit.write(manifest, members)
 
 
@@ -661,7 +661,14 @@ def _hash_mismatch(world: AckWorld) -> dict[str, Any]:
     return world.signed(submissions=[(first, "b" * 64), second])
 
 
-def _with_a_reply(world: AckWorld) -> dict[str, Any]:
+def _a_reply_for_an_unknown_thread(world: AckWorld) -> dict[str, Any]:
+    stranger = str(x25519.Identity.generate().to_public())
+    reply = Reply(secrets.token_hex(16), secrets.token_hex(16),
+                  base64.b64encode(encrypt_bytes(b"hello", [stranger])).decode())
+    return world.signed(replies=[reply])
+
+
+def _a_reply_that_is_not_age(world: AckWorld) -> dict[str, Any]:
     reply = Reply(secrets.token_hex(16), secrets.token_hex(16),
                   base64.b64encode(os.urandom(300)).decode())
     return world.signed(replies=[reply])
@@ -707,8 +714,11 @@ ACKS: dict[str, tuple[Callable[[AckWorld], dict[str, Any]], AckExpect]] = {
     "an unknown submission": (_unknown_submission, AckExpect(1, "unknown here", deleted=2)),
     "a hash that does not match": (_hash_mismatch, AckExpect(1, "hash does not match",
                                                              deleted=1)),
-    "a reply": (_with_a_reply, AckExpect(0, "1 reply(ies) skipped: delivering replies is not "
-                                            "supported yet", deleted=2)),
+    # The proof holds, so the acks count; the reply has nowhere to go, and says so.
+    "a reply for a thread the server does not have": (_a_reply_for_an_unknown_thread, AckExpect(
+        1, "1 for a mailbox this server does not have", deleted=2)),
+    "a reply that is not an age file": (_a_reply_that_is_not_age, AckExpect(
+        1, "1 not an age file", deleted=2)),
     "a reply without its thread": (_malformed(_set(("replies",), [
         {"reply_id": "1" * 32, "ciphertext": "YWdl"}])), AckExpect(1, "malformed reply")),
     "a reply id with a newline": (_malformed(_set(("replies",), [
