@@ -45,22 +45,33 @@ def source_messages() -> set[str]:
     # (tests/test_review_i18n.py checks it).
     method_map = [("intake/review/**", "ignore"), ("intake/**.py", "python"),
                   ("templates/**.html", "jinja2")]
-    keywords = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None}
+    keywords = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None,
+                "ngettext": (1, 2)}
+    # A plural message is the pair (singular, plural), as in the catalogue.
     return {msg for _, _, msg, _, _ in extract_from_dir(str(ROOT), method_map, keywords=keywords)
-            if isinstance(msg, str)}
+            if isinstance(msg, str | tuple)}
+
+
+def _forms(text: str | tuple[str, ...]) -> tuple[str, ...]:
+    return text if isinstance(text, tuple) else (text,)
 
 
 @pytest.mark.parametrize("lang", list(LANGUAGES))
 def test_every_catalogue_translates_every_string_with_nothing_fuzzy(lang):
-    messages = {m.id: m for m in catalogue(lang) if m.id}
+    catalog = catalogue(lang)
+    messages = {m.id: m for m in catalog if m.id}
     missing = source_messages() - set(messages)
     assert not missing, f"{lang}: strings not in the catalogue (run pybabel update): {missing}"
-    untranslated = [m.id for m in messages.values() if not m.string]
+    # A plural entry has one form per plural category of the language, every one written.
+    untranslated = [m.id for m in messages.values() if not all(_forms(m.string))
+                    or (m.pluralizable and len(m.string) != catalog.num_plurals)]
     fuzzy = [m.id for m in messages.values() if m.fuzzy]
     assert not untranslated, f"{lang}: {len(untranslated)} untranslated, e.g. {untranslated[:3]}"
     assert not fuzzy, f"{lang}: fuzzy entries {fuzzy[:3]}"
     for m in messages.values():
-        assert set(re.findall(r"%\(\w+\)\w", m.id)) == set(re.findall(r"%\(\w+\)\w", m.string))
+        wanted = set(re.findall(r"%\(\w+\)\w", _forms(m.id)[-1]))
+        for form in _forms(m.string):
+            assert set(re.findall(r"%\(\w+\)\w", form)) == wanted, (lang, m.id)
 
 
 def visible_text_outside_gettext(source: str) -> str:

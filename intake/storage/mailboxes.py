@@ -185,6 +185,12 @@ class MailboxStore:
 
     # -- Opening --------------------------------------------------------------------------------
 
+    def find(self, keys: ReceiptKeys) -> str | None:
+        """The lookup: the thread of the mailbox these keys open, or None. One indexed
+        SELECT, the same for a receipt that has a mailbox and one that has none."""
+        with self._sessions() as session:
+            return self.find_thread(session, keys)
+
     def open(self, keys: ReceiptKeys) -> OpenedMailbox | None:
         """The mailbox these keys open, with its replies decrypted; None if there is none.
 
@@ -192,9 +198,12 @@ class MailboxStore:
         call only. A mailbox whose identity does not unwrap (an altered row)
         is treated as absent.
         """
+        found = self.find(keys)
+        if found is None:
+            return None
         with self._sessions() as session, session.begin():
-            mailbox = session.scalar(select(Mailbox).where(Mailbox.lookup_hash == keys.lookup_hash))
-            if mailbox is None:
+            mailbox = session.get(Mailbox, found)
+            if mailbox is None:  # deleted a moment ago
                 return None
             today = self.today()
             if mailbox.last_active_on < today:
