@@ -58,6 +58,18 @@ class MailboxPage:
         return ticket_of(self.html)
 
 
+def open_over_http(base: str, receipt: str, lang: str = "en", session=None) -> MailboxPage:
+    """The mailbox page a source gets from a running server for `receipt`."""
+    import requests
+
+    session = session or requests.Session()
+    token = csrf_of(session.get(f"{base}/{lang}/follow-up", timeout=120).text)
+    answer = session.post(f"{base}/{lang}/follow-up", timeout=120,
+                          data={"csrf_token": token, "receipt": receipt})
+    assert answer.status_code == 200, answer.status_code
+    return MailboxPage(answer.text)
+
+
 def in_digits(receipt: str, digits: str) -> str:
     """A receipt as a person might type it back: grouped, in another digit system."""
     return format_receipt(receipt, digits)
