@@ -106,10 +106,13 @@ def post_form(page, action: str, fields: dict[str, str]) -> None:
             input.type = "hidden"; input.name = name; input.value = value;
             form.appendChild(input);
         }
+        const button = document.createElement("button");
+        button.type = "submit"; button.id = "test-post"; button.textContent = "post";
+        form.appendChild(button);
         document.body.appendChild(form);
-        form.submit();
     }""", [action, fields])
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("#test-post")
 
 
 def follow_up_violations(server: str, page, lang: str) -> dict[str, list[str]]:
