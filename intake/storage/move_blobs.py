@@ -114,13 +114,13 @@ def move_blobs(settings: Settings, *, keep_files: bool = False,
                 rows: dict[str, date] = dict(session.execute(
                     select(Submission.id, Submission.received_on)
                     .where(Submission.state != "purged")
-                ).tuples().all())
+                ).all())
             on_disk = source.ids()
             todo = sorted(on_disk & rows.keys(), key=lambda i: (rows[i], i))
             result.left_behind = len(on_disk - rows.keys())
             total = sum(source.size(i) for i in todo)
             done = 0
-            if progress:
+            if progress and total:
                 progress(0, total)
             for submission_id in todo:
                 day = rows[submission_id]
@@ -167,13 +167,15 @@ def _move_uploads(settings: Settings, sessions, result: MoveResult, *, keep_file
     with sessions() as session:
         uploads = session.execute(
             select(Upload.id, Upload.received, Upload.started_on).where(Upload.state == "open")
-        ).tuples().all()
+        ).all()
     for upload_id, received, started_on in uploads:
         path = parts / f"{upload_id}.part"
         shelf, blob_id = shelf_of(started_on), part_blob_id(upload_id)
         with sessions() as session, session.begin():
             connection = session.connection()
-            if stored_size(connection, shelf, blob_id)[1] != received:
+            if stored_size(connection, shelf, blob_id)[1] == received:
+                pass  # moved by an earlier run (or begun in PostgreSQL): nothing to copy
+            else:
                 connection.execute(delete(BlobChunk).where(
                     BlobChunk.shelf == shelf, BlobChunk.blob_id == blob_id))
                 try:
@@ -194,6 +196,6 @@ def _move_uploads(settings: Settings, sessions, result: MoveResult, *, keep_file
                 if position != received:  # the file is shorter than its row says
                     session.execute(update(Upload).where(Upload.id == upload_id)
                                     .values(received=position))
-            result.uploads_moved += 1
+                result.uploads_moved += 1
         if not keep_files:
             path.unlink(missing_ok=True)
