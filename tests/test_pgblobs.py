@@ -138,6 +138,10 @@ def test_a_blob_of_any_size_reads_back_whole_from_rows_of_at_most_one_mib(store,
     assert [start for _, start, _ in rows] == list(range(0, max(size, 1), CHUNK))
     assert read_all(store.open(submission_id, DAY)) == content
     assert read_all(store.open(submission_id)) == content  # found without its day, too
+    with store.open(submission_id, DAY) as fh:  # whole pieces across rows: tarfile needs them
+        pieces = iter(lambda: fh.read(10_000), b"")
+        assert [len(p) for p in pieces] == [10_000] * (size // 10_000) + (
+            [size % 10_000] if size % 10_000 else [])
     assert store.size(submission_id, DAY) == size == store.size(submission_id)
     assert store.sha256(submission_id, DAY) == hashlib.sha256(content).hexdigest()
     assert store.ids() == {submission_id} and store.exists(submission_id, DAY)

@@ -192,9 +192,17 @@ class _ChunkReader(io.RawIOBase):
         return count
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:  # never the whole blob at once
+        """`size` bytes, fewer only at the end (tarfile counts a short read as the end).
+        Without a size, the next `CHUNK` bytes: never the whole blob at once."""
+        if size is None or size < 0:
             size = CHUNK
-        return super().read(size) or b""
+        buffer = bytearray(size)
+        view, got = memoryview(buffer), 0
+        while got < size and (count := self.readinto(view[got:])):
+            got += count
+        view.release()
+        del buffer[got:]
+        return bytes(buffer)
 
     def readall(self) -> bytes:
         raise io.UnsupportedOperation("read a blob in pieces: read(n)")
