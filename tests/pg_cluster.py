@@ -19,6 +19,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -157,6 +158,12 @@ def private_cluster_or_skip(**kwargs) -> PrivateCluster:
         _skip("a private PostgreSQL cluster needs root (initdb runs as postgres); CI runs as root")
     if not (PG_BIN / "initdb").exists():
         _skip(f"the PostgreSQL binaries are not in {PG_BIN} (set INTAKE_TEST_PG_BIN)")
+    if not stat.S_ISCHR(os.stat("/dev/null").st_mode):
+        # initdb's shell commands write to /dev/null, as the postgres user.
+        raise RuntimeError(
+            "/dev/null is not the null device here (a process replaced it with a file); "
+            "restore it as root: rm /dev/null && mknod -m 666 /dev/null c 1 3"
+        )
     if shutil.which("runuser") is None:
         _skip("runuser is not installed")
     try:
