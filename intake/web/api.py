@@ -247,7 +247,9 @@ def finish(upload_id: str):
     except UploadGone:
         raise ApiError(404, "unknown_upload",
                        "This upload is unknown or expired; start the upload again.") from None
-    return jsonify(status="stored"), 201 if filed else 200
+    if not filed:  # another request filed it meanwhile: this one was a retry
+        return jsonify(status="stored"), 200
+    return jsonify(status="stored"), 201
 
 
 def _checker(upload: UploadRow):
