@@ -9,7 +9,8 @@ the database `intake`, as in production. The cluster is stopped and its folder
 removed at the end.
 
 Needs root (to become `postgres` and to read the cluster's files) and the
-PostgreSQL 15 binaries; otherwise the test is skipped (a failure under
+PostgreSQL server binaries (Debian's newest /usr/lib/postgresql/<major>/bin,
+or INTAKE_TEST_PG_BIN); otherwise the test is skipped (a failure under
 INTAKE_STRICT_TESTS).
 """
 
@@ -25,7 +26,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("INTAKE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _newest_pg_bin() -> Path:
+    """Debian's newest /usr/lib/postgresql/<major>/bin (the one CI installs)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = Path(os.environ.get("INTAKE_TEST_PG_BIN") or _newest_pg_bin())
 ROLE, PASSWORD, DATABASE = "intake", "intake-test-password", "intake"
 
 

@@ -574,6 +574,24 @@ def cli_env(url: str, data_dir: Path, deployment: Deployment | None = None,
     return env
 
 
+def test_intake_db_reclaim_goes_over_every_shelf_with_no_data_folder(tmp_path, pg_url, engine):
+    """After a purge cut short between its deletions and its reclaim."""
+    store = PostgresBlobStore(engine)
+    kept = write(store, b"k" * 5000, DAY)
+    store.delete(write(store, os.urandom(CHUNK), DAY), DAY)
+    store.delete(write(store, os.urandom(CHUNK), DAY + timedelta(days=1)), DAY + timedelta(days=1))
+    before = filenode(engine, shelf_table(shelf_of(DAY)))
+    run = intake_cli(cli_env(pg_url, tmp_path / "none"), "db", "reclaim")
+    assert run.returncode == 0, run.stderr
+    assert "Space of the deleted blobs reclaimed: 31 partition(s) emptied, 1 rewritten" in (
+        run.stderr)
+    assert filenode(engine, shelf_table(shelf_of(DAY))) != before
+    assert read_all(store.open(kept, DAY)) == b"k" * 5000
+    assert not (tmp_path / "none").exists()
+    on_disk = intake_cli(cli_env(pg_url, tmp_path, store="filesystem"), "db", "reclaim")
+    assert on_disk.returncode == 0 and "Nothing to do" in on_disk.stderr
+
+
 # -- intake db move-blobs ----------------------------------------------------------------------
 
 
@@ -651,16 +669,19 @@ def test_move_blobs_killed_half_way_resumes_and_moves_everything_once(tmp_path, 
 
 
 def test_move_blobs_stops_with_one_sentence_when_a_copy_does_not_match(tmp_path, pg_url, engine):
-    data, blobs = filesystem_deployment(tmp_path, pg_url, count=2, size=1000)
-    victim = sorted(blobs)[0]
+    data, blobs = filesystem_deployment(tmp_path, pg_url, count=4, size=1000)
     with db.make_session_factory(engine)() as session:
-        day = session.get(Submission, victim).received_on
-    with PostgresBlobStore(engine).writer(victim, day) as out:  # a different copy already there
+        days = dict(session.execute(select(Submission.id, Submission.received_on)).all())
+    order = sorted(blobs, key=lambda i: (days[i], i))  # the order the command takes them in
+    victim = order[1]
+    with PostgresBlobStore(engine).writer(victim, days[victim]) as out:  # a different copy
         out.write(b"not the same bytes")
     moved = intake_cli(cli_env(pg_url, data), "db", "move-blobs")
     assert moved.returncode == 1 and "Traceback" not in moved.stderr
     assert f"The copy of blob {victim} in PostgreSQL does not match the file" in moved.stderr
-    assert FilesystemBlobStore(data / "blobs").ids() == blobs.keys()  # nothing deleted
+    # The one before it moved; it and everything after are where they were, untouched.
+    assert FilesystemBlobStore(data / "blobs").ids() == set(order[1:])
+    assert PostgresBlobStore(engine).ids() == {order[0], victim}
 
 
 def test_move_blobs_refuses_sqlite_in_one_sentence(tmp_path, deployment):
