@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+
 def _newest_pg_bin() -> Path:
     """Debian's newest /usr/lib/postgresql/<major>/bin (the one CI installs)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
