@@ -620,3 +620,32 @@ def test_threads_and_another_process_write_together_and_lose_nothing(cases_dir: 
         assert store.triage(B).tags == ("p0", "p1", "p2")
     with sqlite3.connect(cases_dir / DATABASE) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_new_connection_keeps_the_locks_this_process_holds(cases_dir: Path) -> None:
+    """Closing any descriptor of a database file drops every POSIX lock the process holds
+    on it, SQLite's included. Without its shared lock, the store's open connections look
+    gone to another process, which then checkpoints and deletes the WAL under them when
+    it closes (the disk I/O errors of a desk whose threads opened connections while the
+    command line wrote). A new connection must never open and close the file itself."""
+    with CaseStore(cases_dir) as store:
+        with store._connection(), store._connection():  # two threads' connections at once
+            pass
+        CaseStore(cases_dir, reconcile=False).close()  # a second store in this process
+        # Another process reads, then closes: it must see this one's connections and leave
+        # the WAL alone, and see what this one writes after.
+        subprocess.run([sys.executable, "-c", NOTES_COUNTER, str(cases_dir / DATABASE)],
+                       timeout=60, check=True, capture_output=True)
+        assert (cases_dir / (DATABASE + "-wal")).exists()
+        store.add_note(A, "after the other process", author="Amal")
+        seen = subprocess.run([sys.executable, "-c", NOTES_COUNTER, str(cases_dir / DATABASE)],
+                              timeout=60, check=True, capture_output=True, text=True)
+        assert seen.stdout.strip() == "1"
+
+
+NOTES_COUNTER = textwrap.dedent("""
+    import sqlite3, sys
+    db = sqlite3.connect(sys.argv[1])
+    print(db.execute("SELECT count(*) FROM notes").fetchone()[0])
+    db.close()
+""")

@@ -944,24 +944,68 @@ def checked_day(text: str, option: str = "the day") -> str:
 
 # -- The database --------------------------------------------------------------------------
 
-def _connect(path: Path, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
-    # Created owner-only before SQLite opens it; SQLite gives its WAL the same mode.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    os.close(fd)
+#: Held while a connection is opened, so that no thread's connection opens the file while
+#: `_create_owner_only` holds a descriptor of it (see there).
+_OPENING = threading.Lock()
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create the database file owner-only if it is not there (SQLite gives its WAL the same
+    mode); refuse a link in its place.
+
+    Only a file that did not exist is ever opened and closed here: closing any
+    descriptor of a database file drops every POSIX lock this process holds on it,
+    SQLite's included, after which another process sees no reader, checkpoints and
+    deletes the WAL under this one's connections (their changes then go nowhere).
+    """
     try:
-        # check_same_thread=False: a connection moves between threads, used by one at a
-        # time (`CaseStore._connection`). The timeout is SQLite's busy timeout.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if path.is_symlink():
+            raise CaseStoreError(
+                f"{path} is a link; a case store's database is a file of its own."
+            ) from None
+        return
+    os.close(fd)  # nobody has it open yet: it did not exist, and _OPENING is held
+
+
+def _connect(path: Path, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+    with _OPENING:
+        _create_owner_only(path)
+        return _open(path, busy_timeout)
+
+
+def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    # check_same_thread=False: a connection moves between threads, used by one at a time
+    # (`CaseStore._connection`). The timeout is SQLite's busy timeout.
+    try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                              timeout=busy_timeout)
+    except sqlite3.DatabaseError as exc:
+        raise _not_a_database(path, exc) from None
+    try:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise CaseStoreBusy(
+                f"The case store is busy: another intake command has held it for "
+                f"{busy_timeout:g} s; try again when it has finished."
+            ) from None
+        raise _not_a_database(path, exc) from None
     except sqlite3.DatabaseError as exc:
-        raise CaseStoreError(
-            f"{path} is not a case store database ({exc}); move it aside and open the "
-            "store again to rebuild the index (its triage data would be lost)."
-        ) from None
+        db.close()
+        raise _not_a_database(path, exc) from None
     return db
+
+
+def _not_a_database(path: Path, exc: Exception) -> CaseStoreError:
+    return CaseStoreError(
+        f"{path} is not a case store database ({exc}); move it aside and open the "
+        "store again to rebuild the index (its triage data would be lost)."
+    )
 
 
 def _upgrade(db: sqlite3.Connection, path: Path) -> None:
