@@ -714,12 +714,22 @@ class CaseStore:
         return tag
 
     def remove_tag(self, case_id: str, tag: str) -> bool:
-        """Remove a tag; False if the case did not have it."""
-        tag = triage.clean_tag(tag)
+        """Remove a tag; False if the case did not have it.
+
+        The tag as given goes first, so that one the rules would refuse (written by
+        another program) can still be removed; then the tag as `add_tag` stores it.
+        """
         with self._write() as db:
             _known(db, case_id)
-            cursor = db.execute("DELETE FROM tags WHERE case_id = ? AND tag = ?", (case_id, tag))
-            return cursor.rowcount > 0
+            for candidate in (_storable(tag), None):
+                if candidate is None:
+                    candidate = triage.clean_tag(tag)
+                cursor = db.execute(
+                    "DELETE FROM tags WHERE case_id = ? AND tag = ?", (case_id, candidate)
+                )
+                if cursor.rowcount:
+                    return True
+            return False
 
     def add_note(
         self, case_id: str, text: str, *, author: str, day: datetime.date | None = None
