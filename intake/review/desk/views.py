@@ -21,6 +21,7 @@ a PNG re-encoded in a subprocess, text as an escaped page, and anything
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 from urllib.parse import unquote
 
@@ -60,12 +61,16 @@ from intake.review.store import (
     AmbiguousCase,
     CaseFilter,
     CaseNotFound,
+    CaseStore,
+    CaseStoreBusy,
     CaseSummary,
     FilterError,
     IndicatorGroup,
     checked_indicator,
 )
 from intake.web.i18n import LANGUAGES
+
+log = logging.getLogger("intake.desk")
 
 #: The one page outside the desk's random path: where the printed URL leads.
 entry = Blueprint("entry", __name__)
@@ -144,7 +149,7 @@ def favicon() -> tuple[str, int]:
 def case_list() -> Any:
     """The cases, newest first, one page at a time, filtered and searched."""
     store = desk_state().store
-    store.reconcile()  # cases imported or changed on disk since the last page
+    _reconcile(store)
     try:
         query = listing.read_query(request.args)
     except listing.Refused as refused:
@@ -164,6 +169,18 @@ def case_list() -> Any:
     except FilterError as error:
         return _list_page(query, refused=listing.refusal(error, query, store)), 400
     return _list_page(query, rows=[_row(s) for s in rows], total=total)
+
+
+def _reconcile(store: CaseStore) -> None:
+    """Index what was imported or changed on disk since the last page, if the store lets us.
+
+    An import indexes each case itself; this catches the rest. If another command holds
+    the store past the busy timeout, the page shows the index as it is rather than fail.
+    """
+    try:
+        store.reconcile()
+    except CaseStoreBusy:
+        log.warning("the case store is busy; the list shows the index as it was")
 
 
 def _list_page(query: listing.ListQuery, *, rows: list[dict[str, Any]] | None = None,
@@ -194,7 +211,7 @@ def _row(summary: CaseSummary) -> dict[str, Any]:
 def group_list() -> Any:
     """The cases the filters select, grouped by the indicators they share: campaigns."""
     store = desk_state().store
-    store.reconcile()
+    _reconcile(store)
     try:
         query = listing.read_query(request.args)
     except listing.Refused as refused:
@@ -223,7 +240,7 @@ def _groups_page(query: listing.ListQuery, groups: list[IndicatorGroup], *, tota
         "more_indicators": max(0, len(group.indicators) - listing.GROUP_INDICATORS_SHOWN),
         "members": [(case_id, case_code(case_id))
                     for case_id in group.case_ids[:listing.GROUP_MEMBERS_SHOWN]],
-        "all": {**_without_page(query.chosen), "indicator": _key(group.indicators[0])},
+        "all": {**_other_filters(query.chosen), "indicator": _key(group.indicators[0])},
     } for number, group in enumerate(groups, start=first_number)]
     return render_template(
         "groups.html", groups=shown, total=total, query=query, refused=refused,
@@ -242,7 +259,8 @@ def _sharing(query: listing.ListQuery) -> dict[str, str] | None:
     return _indicator(Indicator(kind, value))
 
 
-def _without_page(chosen: dict[str, str]) -> dict[str, str]:
+def _other_filters(chosen: dict[str, str]) -> dict[str, str]:
+    """The filters of a query but its page and indicator (a group's link sets its own)."""
     return {k: v for k, v in chosen.items() if k not in ("page", "indicator")}
 
 
