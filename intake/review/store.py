@@ -335,6 +335,12 @@ _LISTING = """SELECT c.case_id, c.received_on, c.lang, c.country, c.risk, c.susp
                          (SELECT tag FROM tags g WHERE g.case_id = c.case_id ORDER BY tag))
               FROM cases c LEFT JOIN triage t ON t.case_id = c.case_id"""
 _COUNTING = "SELECT count(*) FROM cases c LEFT JOIN triage t ON t.case_id = c.case_id"
+#: The indicators of the cases a filter selects, each with its cases in id order; the
+#: filter's clauses follow ("WHERE …"), then the closing of both subqueries.
+_GROUPING = """SELECT kind, value, group_concat(case_id, ',') FROM
+                 (SELECT kind, value, case_id FROM case_indicators
+                  WHERE case_id IN (SELECT c.case_id FROM cases c
+                                    LEFT JOIN triage t ON t.case_id = c.case_id WHERE"""
 
 
 class CaseStore:
@@ -793,13 +799,8 @@ class CaseStore:
             where, params = self._where(db, filters or CaseFilter())
             # `where` joins fixed clauses of `_where`; every value is a bound parameter.
             rows = db.execute(
-                f"""SELECT kind, value, group_concat(case_id, ',') FROM
-                     (SELECT kind, value, case_id FROM case_indicators
-                      WHERE case_id IN (SELECT c.case_id FROM cases c
-                                        LEFT JOIN triage t ON t.case_id = c.case_id
-                                        WHERE {where})
-                      ORDER BY case_id)
-                   GROUP BY kind, value HAVING count(*) >= ?""",  # noqa: S608
+                f"{_GROUPING} {where}) ORDER BY case_id) "  # noqa: S608
+                "GROUP BY kind, value HAVING count(*) >= ?",
                 [*params, max(2, min_cases)],
             ).fetchall()
         by_cases: dict[tuple[str, ...], list[Indicator]] = {}
