@@ -190,7 +190,7 @@ def _list_page(query: listing.ListQuery, *, rows: list[dict[str, Any]] | None = 
         "cases.html", rows=rows or [], total=total, query=query, refused=refused,
         form=listing.filter_form(store), any_case=store.count() > 0, sharing=_sharing(query),
         last_page=listing.pages(total, listing.PAGE_SIZE),
-        filter_label=listing.filter_label, nobody=listing.NOBODY,
+        filter_label=listing.filter_label,
     )
 
 
@@ -246,7 +246,7 @@ def _groups_page(query: listing.ListQuery, groups: list[IndicatorGroup], *, tota
         "groups.html", groups=shown, total=total, query=query, refused=refused,
         form=listing.filter_form(store), any_case=store.count() > 0, sharing=_sharing(query),
         last_page=listing.pages(total, listing.GROUPS_PAGE_SIZE),
-        filter_label=listing.filter_label, nobody=listing.NOBODY,
+        filter_label=listing.filter_label,
     )
 
 
