@@ -52,7 +52,7 @@ def serve(host: str, port: int) -> None:
 
 @click.group("db")
 def database() -> None:
-    """The metadata database."""
+    """The database: its schema, and the blobs kept in PostgreSQL."""
 
 
 @database.command("upgrade")
