@@ -178,7 +178,9 @@ def server_env(
     **extra: str,
 ) -> dict[str, str]:
     if not full_cost_receipts:
-        cheap_receipt_secrets(data_dir)
+        # Where the server reads them: beside a shared secret key, else in the data dir.
+        key_file = extra.get("INTAKE_SECRET_KEY_FILE")
+        cheap_receipt_secrets(Path(key_file).parent if key_file else data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
     env.update(
         INTAKE_DATA_DIR=str(data_dir),

@@ -504,6 +504,8 @@ def fill_the_upload_budget(data: Path, version: int) -> list[str]:
     """Leave what an attacker's creates would: open 20 MiB uploads that never send a byte,
     enough to reserve the whole budget (one 4 MiB window each), written straight into the
     server's database (4,096 API calls would only make the test slower)."""
+    from datetime import UTC, datetime
+
     from sqlalchemy import insert
 
     from intake.storage.models import Upload
@@ -511,8 +513,9 @@ def fill_the_upload_budget(data: Path, version: int) -> list[str]:
 
     budget = Budget()
     deadline = int(time.time() // 60) + 16
+    today = datetime.now(UTC).date()  # an open upload keeps the day it began
     rows = [{"id": secrets.token_urlsafe(24), "state": "open", "size": 20 * MiB, "received": 0,
-             "keyring_version": version, "expires_minute": deadline}
+             "keyring_version": version, "expires_minute": deadline, "started_on": today}
             for _ in range(budget.bytes // budget.window)]
     engine = db.make_engine(f"sqlite:///{data / 'intake.db'}")
     try:
@@ -670,6 +673,12 @@ def test_the_worker_hashes_while_it_encrypts_and_names_the_ciphertext_size_at_fi
     assert traffic.made("POST", REPORT_POST) == []
     [blob] = stored_blobs(data)
     assert bodies == [{"size": blob.stat().st_size}]
+    # Like rage on the server's path, the page ends its header with one grease stanza.
+    from intake.crypto.header import is_grease, parse_header
+
+    stanzas = parse_header(blob.read_bytes()[:16384]).stanzas
+    assert [s.type for s in stanzas[:-1]] == ["X25519"] * len(deployment.identities)
+    assert is_grease(stanzas[-1])
     opened = open_the_one_submission(data, deployment.identities[:1], tmp_path / "opened")
     assert opened.report.document["schema"] == "intake-report/v2"
     assert_report(opened, lang="en", fields=expected_fields(answers), files=files, types=types)

@@ -154,6 +154,7 @@ def test_the_secrets_file_is_made_once_private_and_kept(tmp_path):
 def test_a_damaged_secrets_file_is_refused_with_one_sentence(tmp_path, damage):
     path = tmp_path / rc.SECRETS_FILE
     path.write_bytes(damage)
+    path.chmod(0o600)
     with pytest.raises(rc.ReceiptSecretsError, match="damaged; restore it"):
         rc.load_or_create_secrets(path)
 
@@ -163,8 +164,43 @@ def test_parameters_outside_their_bounds_are_refused(tmp_path):
     document["argon2id"]["opslimit"] = 0
     path = tmp_path / rc.SECRETS_FILE
     path.write_text(json.dumps(document))
+    path.chmod(0o600)
     with pytest.raises(rc.ReceiptSecretsError):
         rc.load_or_create_secrets(path)
+
+
+def test_a_secrets_file_open_to_every_user_is_refused(tmp_path):
+    path = tmp_path / rc.SECRETS_FILE
+    rc.write_secrets(path, rc.generate_secrets(**CHEAP))
+    path.chmod(0o644)
+    with pytest.raises(rc.ReceiptSecretsError, match="chmod 0640"):
+        rc.load_or_create_secrets(path)
+    path.chmod(0o640)  # the service's group may read it (instances sharing one file)
+    assert rc.load_or_create_secrets(path)
+
+
+def test_beside_a_shared_secret_key_the_secrets_are_read_never_made(tmp_path):
+    """Each host making its own would split the mailboxes between hosts without a word."""
+    import subprocess
+    import sys
+
+    def intake(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "intake", *args], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    path = tmp_path / "etc" / rc.SECRETS_FILE
+    path.parent.mkdir()
+    with pytest.raises(rc.ReceiptSecretsError, match="intake db receipt-secrets"):
+        rc.load_or_create_secrets(path, create=False)
+    assert not path.exists()
+    made = intake("db", "receipt-secrets", str(path))
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = rc.load_or_create_secrets(path, create=False)
+    again = intake("db", "receipt-secrets", str(path))
+    assert again.returncode == 1 and "never replaced" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert rc.load_or_create_secrets(path, create=False) == first
 
 
 def test_a_reply_is_padded_to_a_coarse_size_and_read_back_exactly():
@@ -768,3 +804,29 @@ def test_a_follow_up_encrypted_in_the_browser_is_filed_into_the_mailbox_of_its_t
     links = sorted(table(settings, MailboxSubmission), key=lambda link: link.number)
     assert [link.number for link in links] == [1, 2] and len({lk.thread for lk in links}) == 1
     assert len(table(settings, Mailbox)) == 1
+
+
+def test_both_paths_file_into_the_mailbox_with_the_postgresql_blob_store(deployment, tmp_path):
+    """The upload store in PostgreSQL files a browser upload in one transaction: its link to
+    the mailbox is written in it too."""
+    import dataclasses
+
+    from test_api import age_encrypt, container_plaintext, finish
+    from test_storage import clean_postgres, postgres_url_or_skip
+
+    url = clean_postgres(postgres_url_or_skip())
+    settings = dataclasses.replace(
+        make_settings(tmp_path / "pg-var", deployment, database_url=url), blob_store="postgresql")
+    client = build_app(settings, {"TESTING": True}).test_client()
+    receipt = report(client)  # without JavaScript
+    client.csrf = csrf_of(client.get("/en/report").get_data(as_text=True))
+    ciphertext = age_encrypt(deployment, container_plaintext())
+    upload_id = upload_with(client, deployment, ciphertext, mailbox=mailbox(client, receipt).ticket)
+    assert finish(client, upload_id, len(ciphertext)).status_code == 201
+    assert mailbox(client, receipt).statuses == ["received", "received"]
+    other = rc.new_receipt()
+    upload_id = upload_with(client, deployment, ciphertext, receipt=other)
+    assert finish(client, upload_id, len(ciphertext)).status_code == 201
+    assert mailbox(client, other).statuses == ["received"]
+    with sessions(settings)() as session:
+        assert session.scalar(select(Upload.mailbox).where(Upload.id == upload_id)) is None

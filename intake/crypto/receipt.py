@@ -231,25 +231,45 @@ def write_secrets(path: Path, derivation: DerivationSecrets) -> None:
     atomic_write(path, data, mode=0o600, overwrite=False)
 
 
-def load_or_create_secrets(path: Path) -> DerivationSecrets:
-    """The deployment's secrets at `path`; made with the default cost on first run.
+#: How to make the file once for instances that share INTAKE_SECRET_KEY_FILE.
+MAKE_SECRETS = "intake db receipt-secrets FILE"
+
+
+def load_or_create_secrets(path: Path, *, create: bool = True) -> DerivationSecrets:
+    """The deployment's secrets at `path`; with `create`, made with the default cost on
+    first run.
 
     Several workers may start at once: the first to link its file wins, the
-    others read it (the write is atomic and never replaces).
+    others read it (the write is atomic and never replaces). Beside a shared
+    secret key (`create=False`) the file is only read: each host making its
+    own would give each its own mailboxes. It must not be open to every user.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):
-            write_secrets(path, generate_secrets())
+    if create:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                write_secrets(path, generate_secrets())
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
             data = fh.read(64 * 1024)
+    except FileNotFoundError:
+        raise ReceiptSecretsError(
+            f"The receipt secrets file {path} does not exist; make it once with "
+            f"`{MAKE_SECRETS.replace('FILE', str(path))}` and give every instance the same "
+            "file, beside the shared secret key."
+        ) from None
     except OSError as exc:
         raise ReceiptSecretsError(
             f"The receipt secrets file {path} cannot be read ({exc.strerror}); check its owner "
-            "and mode (0600, the intake's user)."
+            "and mode (0600 or 0640, readable by the intake's user)."
         ) from None
+    if mode & 0o007:
+        raise ReceiptSecretsError(
+            f"The receipt secrets file {path} is open to every user on this host; restrict it "
+            f"with chmod 0640 {path}."
+        )
     return _parse_secrets(data, path)
 
 

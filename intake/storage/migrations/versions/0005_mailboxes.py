@@ -11,24 +11,30 @@ The uploads table is rebuilt (SQLite cannot add a check constraint to a
 table), keeping every row as it is. Written by hand, for SQLite and
 PostgreSQL alike.
 
+It comes after 0006_pg_blobs, despite its number: the two were written at
+the same time on 0004_ack_proofs, and 0006 reached deployments first, so a
+database already at 0006 must be able to upgrade to this one.
+
 Revision ID: 0005_mailboxes
-Revises: 0004_ack_proofs
+Revises: 0006_pg_blobs
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_mailboxes"
-down_revision = "0004_ack_proofs"
+down_revision = "0006_pg_blobs"
 branch_labels = None
 depends_on = None
 
 #: Frozen copies of intake.storage.models' constraints as this revision made them.
 ROW_SHAPE = (
     "(state IN ('open', 'finishing') AND size IS NOT NULL AND received IS NOT NULL"
-    " AND keyring_version IS NOT NULL AND expires_minute IS NOT NULL AND expires_on IS NULL)"
+    " AND keyring_version IS NOT NULL AND expires_minute IS NOT NULL AND started_on IS NOT NULL"
+    " AND expires_on IS NULL)"
     " OR (state = 'finished' AND size IS NULL AND received IS NULL"
-    " AND keyring_version IS NULL AND expires_minute IS NULL AND expires_on IS NOT NULL)"
+    " AND keyring_version IS NULL AND expires_minute IS NULL AND started_on IS NULL"
+    " AND expires_on IS NOT NULL)"
 )
 STATES = "state IN ('open', 'finishing', 'finished')"
 MAILBOX_SHAPE = "state IN ('open', 'finishing') OR mailbox IS NULL"
@@ -44,6 +50,7 @@ def _uploads_table(with_mailbox: bool) -> None:
         sa.Column("keyring_version", sa.Integer, nullable=True),
         sa.Column("expires_minute", sa.Integer, nullable=True),
         sa.Column("expires_on", sa.Date, nullable=True),
+        sa.Column("started_on", sa.Date, nullable=True),
         sa.CheckConstraint(STATES, name="upload_state"),
         sa.CheckConstraint(ROW_SHAPE, name="upload_row_shape"),
     ]
@@ -63,8 +70,8 @@ def _rebuild_uploads(with_mailbox: bool) -> None:
     _uploads_table(with_mailbox)
     op.execute(
         "INSERT INTO uploads (id, state, size, received, keyring_version, expires_minute,"
-        " expires_on) SELECT id, state, size, received, keyring_version, expires_minute,"
-        " expires_on FROM uploads_old"
+        " expires_on, started_on) SELECT id, state, size, received, keyring_version,"
+        " expires_minute, expires_on, started_on FROM uploads_old"
     )
     op.drop_table("uploads_old")
 
