@@ -57,7 +57,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ROOT,
     Deployment,
     cpu_seconds,
     form_tokens,
@@ -658,6 +657,12 @@ def summary(result: Result, stack: Stack, deployment: Deployment, work: Path, ve
     failed = [s for s in result.sources if s.error]
     for s in failed[:5]:
         say(f"slow source {s.kind} {s.index} failed: {s.error}")
+    if failed or five_xx or probe_5xx:
+        errors = Counter(line.split(": ", 1)[-1] for line in
+                         (work / "logs" / "stderr.log").read_text(errors="replace").splitlines()
+                         if line.startswith(("ERROR", "CRITICAL", "WARNING")))
+        for line, count in errors.most_common(8):
+            say(f"gunicorn's log, {count}x: {line[:200]}")
     ok = (result.in_progress_at_end == len(result.sources) and not failed and not five_xx
           and not probe_5xx and len(latencies) == probe["sent"])
     if result.completed:
