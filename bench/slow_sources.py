@@ -546,6 +546,7 @@ async def drive(stack: Stack, sources: list[Source], data: bytes, *, ramp: float
 def open_blobs(data_dir: Path, identities, scratch: Path) -> Counter[str]:  # type: ignore[no-untyped-def]
     """Decrypt and open every blob; count each report by its narrative and file digest."""
     seen: Counter[str] = Counter()
+    scratch.mkdir(exist_ok=True)
     for i, blob in enumerate(sorted((data_dir / "blobs").glob("*.age"))):
         plain = scratch / f"{i}.tar"
         with blob.open("rb") as src, plain.open("wb") as dst:
@@ -673,9 +674,7 @@ def summary(result: Result, stack: Stack, deployment: Deployment, work: Path, ve
             f"{'match' if blobs == expected else 'MISMATCH'}")
         ok &= blobs == expected
         if verify:
-            scratch = work / "scratch"
-            scratch.mkdir()
-            seen = open_blobs(stack.data_dir, deployment.identities, scratch)
+            seen = open_blobs(stack.data_dir, deployment.identities, work / "scratch")
             expected_set = expected_reports(result)
             slow_seen = Counter({k: v for k, v in seen.items() if k in expected_set})
             say(f"verified: {sum(slow_seen.values())} slow reports decrypted, each once: "
