@@ -32,6 +32,9 @@ from pathlib import Path
 
 from pyrage import x25519
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import print_result  # noqa: E402
+
 from intake.crypto.container import Attachment, ContainerReader
 from intake.crypto.envelope import encrypt_bytes
 
@@ -165,6 +168,12 @@ def main() -> None:
           f"{'met' if serial >= TARGET_SERIAL else 'NOT met'})")
     print(f"ratio against the parallel floor: {parallel:6.2f}x (target >= {TARGET_PARALLEL:g}x: "
           f"{'met' if parallel >= TARGET_PARALLEL else 'NOT met'})")
+    met = serial >= TARGET_SERIAL and parallel >= TARGET_PARALLEL
+    print_result(
+        "review_import", f"{count} reports: {serial:.2f}x the serial `age -d | tar -x` loop, "
+        f"{parallel:.2f}x the parallel one (xargs -P2); {count / median['import']:.0f} reports/s",
+        f">= {TARGET_SERIAL:g}x serial, >= {TARGET_PARALLEL:g}x parallel", met, other_load=load,
+        reason="" if met else "see README, Performance")
 
 
 def _floor(listing: bytes, key: Path, out: Path, parallel: str) -> tuple[float, float]:

@@ -63,6 +63,7 @@ from _common import (  # noqa: E402
     machine_busy_seconds,
     machine_line,
     percentile,
+    print_result,
     valid_report,
 )
 from helpers import gunicorn, server_env  # noqa: E402
@@ -684,6 +685,12 @@ def summary(result: Result, stack: Stack, deployment: Deployment, work: Path, ve
            and result.window >= 60)
     say(f"target: >= {TARGET_SOURCES} slow sources held for >= 60 s, new-source p99 <= "
         f"{TARGET_P99:g} s, no 5xx: {'met' if met else 'NOT met'}")
+    print_result(
+        "slow_sources", f"{result.in_progress_at_end} slow uploads held for "
+        f"{result.window:.0f} s; new source p99 {p99:.2f} s; peak RSS {total / MiB:.0f} MiB; "
+        f"server {result.server_cpu:.2f} + nginx {result.nginx_cpu:.2f} cores, load generator "
+        f"{result.generator_cpu:.2f}", f">= {TARGET_SOURCES} for >= 60 s, p99 <= {TARGET_P99:g} s, "
+        "no 5xx", met, other_load=result.other_cpu)
     return 0 if ok else 1
 
 
