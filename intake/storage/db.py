@@ -44,6 +44,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import sessionmaker
 
 from intake.errors import IntakeError
+from intake.storage import sqlite_writers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -132,6 +133,8 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
+    if on_disk:  # writers queue up instead of sleeping in SQLite's busy handler
+        sqlite_writers.install(engine, Path(parsed.database), SQLITE_BUSY_TIMEOUT)
     return engine
 
 
