@@ -632,11 +632,17 @@ def main() -> int:
             window=args.window, complete=args.complete, worker_class=args.worker_class,
             api_buffering=args.api_buffering == "on", workers=args.workers,
             threads=args.threads, say=say)
-        return summary(result, stack, deployment, work, args.verify, say)
+        variant = [] if args.worker_class == "gthread" else [args.worker_class]
+        if args.api_buffering == "off":
+            variant.append("API chunks unbuffered")
+        if args.threads:
+            variant.append(f"{args.threads} threads")
+        name = "slow_sources" + (f" ({', '.join(variant)})" if variant else "")
+        return summary(result, stack, deployment, work, args.verify, say, name)
 
 
 def summary(result: Result, stack: Stack, deployment: Deployment, work: Path, verify: bool,
-            say: Callable[[str], None]) -> int:
+            say: Callable[[str], None], name: str = "slow_sources") -> int:
     probe = result.probe
     latencies = probe["latencies"]
     p99 = percentile(latencies, 0.99)
@@ -686,7 +692,7 @@ def summary(result: Result, stack: Stack, deployment: Deployment, work: Path, ve
     say(f"target: >= {TARGET_SOURCES} slow sources held for >= 60 s, new-source p99 <= "
         f"{TARGET_P99:g} s, no 5xx: {'met' if met else 'NOT met'}")
     print_result(
-        "slow_sources", f"{result.in_progress_at_end} slow uploads held for "
+        name, f"{result.in_progress_at_end} slow uploads held for "
         f"{result.window:.0f} s; new source p99 {p99:.2f} s; peak RSS {total / MiB:.0f} MiB; "
         f"server {result.server_cpu:.2f} + nginx {result.nginx_cpu:.2f} cores, load generator "
         f"{result.generator_cpu:.2f}", f">= {TARGET_SOURCES} for >= 60 s, p99 <= {TARGET_P99:g} s, "
