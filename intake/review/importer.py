@@ -328,14 +328,16 @@ def import_bundle(
                 )
             if staged:
                 os.sync()  # one sync for every staged case, before any becomes visible
-                # Each case is indexed in the same step as its rename; a crash in between
-                # is healed by the store's reconcile when it is next opened.
-                with CaseStore(cases_dir, reconcile=False) as store:
-                    for submission_id, staging in staged:
-                        os.rename(staging, cases_dir / submission_id)
-                        result.added.append(submission_id)
-                        store.index_case(submission_id)
+                # The renames, one by one in the bundle's order, then the index of all of
+                # them in one transaction (one sync, not one per case). A crash in between
+                # leaves cases the index lacks, which the store's reconcile adds when it is
+                # next opened, as it did when each case was indexed after its rename.
+                for submission_id, staging in staged:
+                    os.rename(staging, cases_dir / submission_id)
+                    result.added.append(submission_id)
                 fsync_dir(cases_dir)
+                with CaseStore(cases_dir, reconcile=False) as store:
+                    store.index_cases(result.added)
                 _sweep_quarantine(cases_dir, set(result.added))
         finally:
             # Every staging folder and spill file not renamed into place, including those a
