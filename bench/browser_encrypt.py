@@ -354,7 +354,7 @@ def main() -> None:
     target = f">= {TARGET_RATIO:g}" + (f", whole >= {TARGET_JITLESS_MBS:g} MB/s"
                                        if options.jitless else "")
     print_result(
-        "browser_encrypt" + (f" ({', '.join(mode)})" if mode else ""),
+        f"browser_encrypt {options.mib} MiB" + (f" ({', '.join(mode)})" if mode else ""),
         f"{options.mib} MiB: whole / bare {ratio:.2f} "
         f"(runs {', '.join(f'{r:.2f}' for r in ratios)}); whole {whole_mbs:.1f} MB/s; "
         f"renderers' peak RSS {peak_rss / 2**20:.0f} MiB (+{growth / 2**20:.0f} MiB)",
