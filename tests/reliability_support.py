@@ -58,8 +58,8 @@ def client_ciphertext(deployment: Deployment, marker: str, attachment: bytes = b
         )
     fields = {"narrative": f"{marker} (browser)", "categories": ["phishing"]}
     container = ContainerReader("en", fields, files).read()
-    # The age tool, like the browser's age, writes X25519 stanzas only (rage adds grease,
-    # which the server's header check refuses).
+    # The age tool writes X25519 stanzas only (the browser and rage add a grease stanza,
+    # which the server's header check also accepts).
     recipients = sum((["-r", r] for r in deployment.current().active_recipients()), [])
     return subprocess.run(
         [require_tool("age"), *recipients], input=container, capture_output=True, check=True

@@ -652,6 +652,12 @@ def test_the_worker_hashes_while_it_encrypts_and_names_the_ciphertext_size_at_fi
     assert traffic.made("POST", REPORT_POST) == []
     [blob] = stored_blobs(data)
     assert bodies == [{"size": blob.stat().st_size}]
+    # Like rage on the server's path, the page ends its header with one grease stanza.
+    from intake.crypto.header import is_grease, parse_header
+
+    stanzas = parse_header(blob.read_bytes()[:16384]).stanzas
+    assert [s.type for s in stanzas[:-1]] == ["X25519"] * len(deployment.identities)
+    assert is_grease(stanzas[-1])
     opened = open_the_one_submission(data, deployment.identities[:1], tmp_path / "opened")
     assert opened.report.document["schema"] == "intake-report/v2"
     assert_report(opened, lang="en", fields=expected_fields(answers), files=files, types=types)

@@ -35,11 +35,16 @@ FIELDS = {"narrative": "Photos of the message and the phone.", "country": "LB"}
 
 
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file under `folder`: its SHA-256 and its modification time."""
+    """Every file of the case folders under `folder`: its SHA-256 and its modification time.
+
+    The case store's database (cases.db and its WAL) sits beside the case folders and is
+    written by the store (its index, the triage); only the folders are the record.
+    """
     return {
         str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(),
                                      p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not (p.parent == folder and p.name.startswith("cases.db"))
     }
 
 

@@ -157,6 +157,26 @@ def test_pages_of_another_site_cannot_use_the_cookie(store):
         assert session.get(f"{desk.root}/en/", timeout=10).status_code == 200  # not locked
 
 
+def test_a_form_of_the_desks_own_pages_is_a_change_only_if_the_browser_says_so(store):
+    """With Referrer-Policy no-referrer, browsers send "Origin: null" for a page's own forms
+    (the Chromium tests submit them); "null" also comes from sandboxed and file: pages."""
+    tmp, cases, _ = store
+    with running_desk(cases, tmp) as desk:
+        session = sign_in(desk)
+        token = CSRF_FIELD.search(session.get(f"{desk.root}/en/", timeout=10).text).group(1)
+        for headers in ({"Origin": "null"}, {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+                        {"Origin": "null", "Sec-Fetch-Site": "same-site"}):
+            answer = session.post(f"{desk.root}/en/lock", data={"csrf_token": token},
+                                  headers=headers, timeout=10)
+            assert answer.status_code == 403, headers
+            assert session.get(f"{desk.root}/en/", timeout=10).status_code == 200
+        locked = session.post(f"{desk.root}/en/lock", data={"csrf_token": token},
+                              headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+                              timeout=10)
+        assert locked.status_code == 200 and "locked" in locked.text
+        assert session.get(f"{desk.root}/en/", timeout=10).status_code == 403
+
+
 def test_a_change_without_its_csrf_token_is_refused_and_changes_nothing(store):
     tmp, cases, _ = store
     with running_desk(cases, tmp) as desk:

@@ -10,8 +10,10 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 from desk_support import desk_client, jpeg_with_gps, write_case
+from flask_babel import force_locale
 from test_i18n import visible_text_outside_gettext
 
+from intake import schema
 from intake.web.i18n import LANGUAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +75,13 @@ def test_no_english_is_left_on_the_desk_pages_in_arabic_and_persian(tmp_path, la
                                            ("t.txt", "نص\n".encode(), "text/plain"),
                                            ("x.bin", b"\x00\x01" * 10, "application/pdf")])
     desk = desk_client(cases)
-    for path in ("/", f"/cases/{case_id}", *(f"/cases/{case_id}/attachments/{n}"
-                                              for n in (1, 2, 3)), "/no-such-case/"):
+    # The form's answers are labelled by the intake's catalogue (its own tests check it),
+    # and some keep their names in every language: "NSO Group Pegasus", "SIM", "DDoS".
+    with desk.app.test_request_context(), force_locale(lang):
+        answer_words = {word for f in schema.FIELDS.values() for choice in f.choices
+                        for word in re.findall(r"[A-Za-z]{2,}", str(choice.label))}
+    for path in ("/", "/groups", "/?status=open", f"/cases/{case_id}",
+                 *(f"/cases/{case_id}/attachments/{n}" for n in (1, 2, 3)), "/no-such-case/"):
         page = desk.get(f"/{lang}{path}").get_data(as_text=True)
         main = page.split('<main id="main">', 1)[1]
         title = re.search(r"<title>(.*?)</title>", page).group(1)
@@ -83,5 +90,6 @@ def test_no_english_is_left_on_the_desk_pages_in_arabic_and_persian(tmp_path, la
         interface = re.sub(r"<bdi\b.*?</bdi>|<pre\b.*?</pre>|<dl class=\"metadata\">.*?</dl>",
                            " ", main + " " + title, flags=re.S)
         text = re.sub(r"<[^>]+>|IC-[0-9A-F]{8}", " ", interface)  # the code, in <title> too
-        english = [w for w in re.findall(r"[A-Za-z]{2,}", text) if w not in KEPT]
+        english = [w for w in re.findall(r"[A-Za-z]{2,}", text)
+                   if w not in KEPT and w not in answer_words]
         assert english == [], (lang, path, english)

@@ -36,7 +36,7 @@ cases = Path(sys.argv[1])
 app = create_desk_app(cases, port=8999)
 client = app.test_client()
 client.get(app.extensions["desk"].guard.login_url)
-case_id = next(p.name for p in cases.iterdir())
+case_id = next(p.name for p in cases.iterdir() if len(p.name) == 32)  # not cases.db
 root = "http://127.0.0.1:8999" + app.extensions["desk"].guard.path_prefix
 for path in ("/ar/", f"/ar/cases/{case_id}", f"/ar/cases/{case_id}/attachments/1"):
     assert client.get(root + path).status_code == 200, path
@@ -55,7 +55,7 @@ def test_the_desk_needs_none_of_the_servers_libraries(tmp_path):
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("which", ["DESK_CATALOGUES", "INTAKE_CATALOGUES"])
+@pytest.mark.parametrize("which", ["DESK_CATALOGUES", "REVIEW_TRANSLATIONS", "INTAKE_CATALOGUES"])
 def test_the_desk_refuses_to_start_without_its_compiled_catalogues(tmp_path, monkeypatch, which):
     from intake.review.desk import app as desk_app
 

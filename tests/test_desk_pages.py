@@ -122,7 +122,8 @@ class Tags(HTMLParser):
 ALLOWED_TAGS = {"html", "head", "meta", "title", "link", "body", "a", "header", "p", "nav", "ul",
                 "li", "form", "input", "button", "main", "h1", "h2", "h3", "dl", "div", "dt",
                 "dd", "bdi", "span", "section", "ol", "strong", "figure", "img", "pre", "table",
-                "caption", "thead", "tbody", "tr", "th", "td"}
+                "caption", "thead", "tbody", "tr", "th", "td", "label", "select", "option",
+                "textarea", "datalist"}
 
 
 def desk_pages(desk, case_id: str, attachments: int) -> dict[str, str]:
@@ -169,7 +170,7 @@ def test_hostile_case_content_is_inert_in_every_page(cases):
     assert "{{7*7}}" in case_page  # not a template
 
 
-def test_a_damaged_case_folder_is_counted_and_the_others_listed(cases):
+def test_damaged_case_folders_are_listed_marked_and_open_with_their_problems(cases):
     good = write_case(cases, FIELDS)
     broken = write_case(cases, FIELDS)
     (cases / broken / "case.json").write_text("{not json")
@@ -183,17 +184,27 @@ def test_a_damaged_case_folder_is_counted_and_the_others_listed(cases):
     (cases / odd / "report.json").write_text(json.dumps(report))
     desk = desk_client(cases)
     page = desk.get("/en/").get_data(as_text=True)
-    assert code_of(good) in page and code_of(broken) not in page
-    assert code_of(odd) in page  # listed, and its page says what does not fit
+    rows = re.findall(r"<tr( class=\"damaged-row\")?>\s*<th scope=\"row\">.*?(IC-[0-9A-F]{8})",
+                      page, flags=re.S)
+    assert sorted((code, bool(mark)) for mark, code in rows) == sorted(
+        [(code_of(good), False), (code_of(broken), True), (code_of(wrong), True),
+         (code_of(odd), True)])
+    assert page.count('<strong class="damaged-mark">Damaged</strong>') == 3
+    for case_id, problem in ((broken, "case.json is not UTF-8 JSON"),
+                             (wrong, "case.json names another case than its folder"),
+                             (odd, "the report has no fields object")):
+        case_page = desk.get(f"/en/cases/{case_id}")
+        assert case_page.status_code == 200
+        text = case_page.get_data(as_text=True)
+        assert "This report does not fit the form" in text and problem in text
+        assert '<strong class="damaged-mark">Damaged</strong>' in text
     odd_page = desk.get(f"/en/cases/{odd}").get_data(as_text=True)
-    assert "This report does not fit the form" in odd_page
     assert odd_page.count("(not found in the case folder)") == 2
     assert desk.get(f"/en/cases/{odd}/attachments/1").status_code == 200
     assert desk.get(f"/en/cases/{odd}/attachments/3").status_code == 200
-    assert "2 case folders could not be read" in page
-    assert desk.get(f"/en/cases/{broken}").status_code == 404
     assert desk.get(f"/en/cases/{'0' * 32}").status_code == 404
     assert desk.get("/en/cases/../../etc").status_code == 404
+    assert desk.get(f"/en/cases/{good[:8]}").status_code == 404  # links carry the whole id
 
 
 def test_the_list_shows_every_case_newest_first_with_labels(cases):

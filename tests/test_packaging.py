@@ -610,3 +610,55 @@ def test_the_offline_install_runs_the_whole_reviewer_path_on_the_demos_export(
     assert len(list(csv.DictReader(io.StringIO((exports / "all.csv").read_text())))) == 2
     assert json.loads((exports / "all.stix2").read_text())["type"] == "bundle"
 
+
+
+DESK_PROBE = r'''
+import http.cookiejar, re, sys, time, urllib.parse, urllib.request
+url_file, code = sys.argv[1], sys.argv[2]
+for _ in range(150):
+    text = open(url_file).read().strip()
+    if text.startswith("http://127.0.0.1:"):
+        break
+    time.sleep(0.2)
+else:
+    raise SystemExit("the desk printed no address: " + open(url_file).read())
+jar = http.cookiejar.CookieJar()
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+page = opener.open(text, timeout=30)
+body = page.read().decode()
+assert page.status == 200 and code in body, body[:2000]
+assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+link = re.search(r'href="([^"]*/cases/([0-9a-f]{32}))"', body)
+case = opener.open(urllib.parse.urljoin(page.url, link.group(1)), timeout=30)
+assert case.status == 200 and "IC-" + link.group(2)[:8].upper() in case.read().decode()
+print("desk ok")
+'''
+
+
+@pytest.mark.slow
+def test_the_offline_install_serves_the_reviewers_desk_with_no_network(review_venv, exported):
+    """`intake review serve` from the offline install, in a namespace whose only network is
+    its own loopback: the one-time address opens the case list, and a case opens."""
+    home = review_venv.parent.parent.parent
+    cases = home / "desk-cases"
+    import_ = [str(review_venv / "intake"), *exported["import"][1:]]
+    import_[import_.index(next(w for w in import_ if "intake-export-*" in w))] = \
+        str(exported["bundle"])
+    import_[import_.index("--cases") + 1] = str(cases)
+    (home / "desk-probe.py").write_text(DESK_PROBE)
+    intake = f"{review_venv}/intake"
+    script = "\n".join([
+        NO_NETWORK_PROBE,
+        shlex.join(import_),
+        "/bin/ip link set lo up",  # the namespace's loopback, for the desk alone
+        f"{intake} review serve --cases {cases} --port 8765 > {home}/desk-url.txt "
+        f"2> {home}/desk.err &",
+        "desk=$!",
+        f"code=$({intake} review list --cases {cases} | awk 'NR==2 {{print $1}}')",
+        f"{review_venv}/python {home}/desk-probe.py {home}/desk-url.txt \"$code\" "
+        f"|| {{ cat {home}/desk.err >&2; kill $desk; exit 1; }}",
+        "kill $desk",
+    ])
+    result = offline_sh(script, home)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "desk ok" in result.stdout

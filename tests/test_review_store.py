@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from intake.review.store import (
     CaseFilter,
     CaseNotFound,
     CaseStore,
+    CaseStoreBusy,
     CaseStoreError,
     FilterError,
     index_case,
@@ -371,6 +373,26 @@ def test_a_report_edited_on_disk_is_indexed_again_and_shown_damaged(cases_dir: P
         assert store.case(A).damaged
 
 
+def test_a_lone_surrogate_in_a_report_never_stops_the_index(cases_dir: Path) -> None:
+    """JSON can carry "\\ud800", which Python reads as a lone surrogate and SQLite cannot
+    store: such a case is indexed with U+FFFD in its place, and the others stay listed."""
+    d = "d4" * 16
+    write_case(cases_dir, d, "2026-04-01", full_fields())
+    report = cases_dir / d / "report.json"
+    document = json.loads(report.read_text())
+    document["fields"].update(narrative="bad \ud800 half", notification_text="x\udfffy",
+                              indicators="evil\ud800.example\nsupport@evil.example")
+    report.write_text(json.dumps(document), encoding="ascii")  # "\\ud800", as a client sent
+    with CaseStore(cases_dir) as store:
+        assert ids(store.cases()) == [A, B, C, d]
+        assert ids(store.cases(CaseFilter(search="half"))) == [d]
+        assert {r.case_id for r in store.related(d)} >= {B, C}  # its sound indicator links
+        store.add_note(d, "still triaged", author="Amal")
+        # A command line's bytes that are not UTF-8 arrive as lone surrogates too.
+        assert ids(store.cases(CaseFilter(search="bad \udcff"))) == [d]
+        assert ids(store.cases(CaseFilter(indicator="domain:\udcff.example"))) == []
+
+
 # -- Migrations ----------------------------------------------------------------------------
 
 def test_a_version_1_index_is_upgraded_in_place(cases_dir: Path) -> None:
@@ -421,8 +443,8 @@ WRITER = textwrap.dedent("""
     # A small page cache, so that the open transaction spills pages into the WAL file
     # (as a large import does) and the kill interrupts real writes to disk.
     connect = store._connect
-    def small_cache(path):
-        db = connect(path)
+    def small_cache(path, *args):
+        db = connect(path, *args)
         db.execute("PRAGMA cache_size = 8")
         return db
     store._connect = small_cache
@@ -477,3 +499,153 @@ def test_a_folder_gone_while_the_store_is_open_is_not_found(cases_dir: Path, tmp
         with pytest.raises(CaseNotFound, match="no longer in"):
             store.case("IC-A1A1")
         assert A not in ids(store.cases())
+
+
+# -- Threads and other processes -----------------------------------------------------------
+
+HOLDER = textwrap.dedent("""
+    import sqlite3, sys
+    db = sqlite3.connect(sys.argv[1], isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")  # the write lock, as a long import holds it
+    print("holding", flush=True)
+    sys.stdin.readline()
+    db.execute("COMMIT")
+""")
+
+
+class Holder:
+    """Another process holding the database's write lock until `release`."""
+
+    def __init__(self, database: Path):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(database)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.process.stdout.readline().strip() == "holding"
+
+    def release(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.write("\n")
+            self.process.stdin.flush()
+            self.process.wait(timeout=30)
+
+
+def test_readers_go_on_while_a_change_waits_for_another_process(cases_dir: Path) -> None:
+    """The desk's threads share one store: one of them waiting to write must not stop
+    the others from reading (each thread has its own connection; WAL readers never wait)."""
+    with CaseStore(cases_dir) as store:
+        holder = Holder(cases_dir / DATABASE)
+        try:
+            writer = threading.Thread(target=store.set_status, args=(A, "confirmed"))
+            writer.start()
+            while not store._writer.locked():  # the change is under way, and must wait
+                assert writer.is_alive()
+            read: dict[str, object] = {}
+
+            def reader() -> None:
+                read["cases"] = ids(store.cases())
+                read["triage"] = store.triage(A).status
+                read["related"] = [r.case_id for r in store.related(A)]
+                read["found"] = ids(store.cases(CaseFilter(search="محمد")))
+
+            thread = threading.Thread(target=reader)
+            thread.start()
+            thread.join(timeout=20)
+            assert not thread.is_alive(), "a reader waited for the writer"
+            assert writer.is_alive()  # still waiting for the other process
+            assert read == {"cases": [A, B, C], "triage": "new", "related": [B], "found": [A]}
+        finally:
+            holder.release()
+        writer.join(timeout=30)
+        assert store.triage(A).status == "confirmed"
+
+
+def test_a_change_that_waits_too_long_is_one_sentence_and_changes_nothing(
+    cases_dir: Path,
+) -> None:
+    with CaseStore(cases_dir, busy_timeout=0.2) as store:
+        holder = Holder(cases_dir / DATABASE)
+        try:
+            for change in (lambda: store.add_note(A, "waits", author="Amal"),
+                           lambda: store.set_status(A, "closed"),
+                           lambda: store.add_tag(A, "x")):
+                with pytest.raises(CaseStoreBusy, match=r"busy: another intake command") as busy:
+                    change()
+                assert "\n" not in str(busy.value)
+            assert ids(store.cases()) == [A, B, C]  # reading never waits
+        finally:
+            holder.release()
+        assert store.notes(A) == [] and store.triage(A) == store_module.Triage("new", "", ())
+        store.add_note(A, "now it goes in", author="Amal")
+        assert [n.text for n in store.notes(A)] == ["now it goes in"]
+
+
+def test_threads_and_another_process_write_together_and_lose_nothing(cases_dir: Path) -> None:
+    other = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from intake.review.store import CaseStore
+        with CaseStore(Path(sys.argv[1])) as store:
+            for n in range(30):
+                store.add_note(sys.argv[2], f"process {n}", author="Reza")
+                store.add_tag(sys.argv[2], f"p{n % 3}")
+    """)
+    with CaseStore(cases_dir) as store:
+        process = subprocess.Popen([sys.executable, "-c", other, str(cases_dir), B],
+                                   stderr=subprocess.PIPE, text=True)
+        errors: list[BaseException] = []
+
+        def work(number: int) -> None:
+            try:
+                for n in range(15):
+                    store.add_note(A, f"thread {number} note {n}", author="Amal")
+                    store.set_status(A, "in_triage" if n % 2 else "needs_follow_up")
+                    store.cases(CaseFilter(search="evil"))
+                    store.related(A)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert process.wait(timeout=120) == 0, process.stderr.read()
+        assert errors == []
+        notes = store.notes(A) + store.notes(B)
+        assert len(notes) == 6 * 15 + 30
+        assert len({n.number for n in notes}) == len(notes)
+        assert sorted(n.text for n in store.notes(A)) == sorted(
+            f"thread {t} note {n}" for t in range(6) for n in range(15))
+        assert store.triage(B).tags == ("p0", "p1", "p2")
+    with sqlite3.connect(cases_dir / DATABASE) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_new_connection_keeps_the_locks_this_process_holds(cases_dir: Path) -> None:
+    """Closing any descriptor of a database file drops every POSIX lock the process holds
+    on it, SQLite's included. Without its shared lock, the store's open connections look
+    gone to another process, which then checkpoints and deletes the WAL under them when
+    it closes (the disk I/O errors of a desk whose threads opened connections while the
+    command line wrote). A new connection must never open and close the file itself."""
+    with CaseStore(cases_dir) as store:
+        with store._connection(), store._connection():  # two threads' connections at once
+            pass
+        CaseStore(cases_dir, reconcile=False).close()  # a second store in this process
+        # Another process reads, then closes: it must see this one's connections and leave
+        # the WAL alone, and see what this one writes after.
+        subprocess.run([sys.executable, "-c", NOTES_COUNTER, str(cases_dir / DATABASE)],
+                       timeout=60, check=True, capture_output=True)
+        assert (cases_dir / (DATABASE + "-wal")).exists()
+        store.add_note(A, "after the other process", author="Amal")
+        seen = subprocess.run([sys.executable, "-c", NOTES_COUNTER, str(cases_dir / DATABASE)],
+                              timeout=60, check=True, capture_output=True, text=True)
+        assert seen.stdout.strip() == "1"
+
+
+NOTES_COUNTER = textwrap.dedent("""
+    import sqlite3, sys
+    db = sqlite3.connect(sys.argv[1])
+    print(db.execute("SELECT count(*) FROM notes").fetchone()[0])
+    db.close()
+""")

@@ -193,11 +193,10 @@ def list_cases(cases_dir: Path, group_by_indicator: bool, **options) -> None:
     """A table of cases: code, day, status, answers, files, tags; damaged ones marked."""
     filters = _filters(options)
     with _store(cases_dir) as store:
+        if group_by_indicator:
+            _print_groups(store.groups(filters))
+            return
         listed = store.cases(filters)
-        groups = store.groups() if group_by_indicator else []
-    if group_by_indicator:
-        _print_groups(groups, {s.case_id for s in listed})
-        return
     rows = [("CASE", "RECEIVED", "STATUS", "COUNTRY", "RISK", "TOOL", "CATEGORIES", "FILES",
              "TAGS", "ASSIGNEE", "")]
     for s in listed:
@@ -211,19 +210,13 @@ def list_cases(cases_dir: Path, group_by_indicator: bool, **options) -> None:
     info(f"{len(listed)} case(s).")
 
 
-def _print_groups(groups, listed: set[str]) -> None:
-    from intake.review.casestore import case_code
-
-    shown = 0
+def _print_groups(groups) -> None:
+    """What the listed cases share, each group once (the filters chose the cases)."""
     for group in groups:
-        members = [c for c in group.case_ids if c in listed]
-        if len(members) < 2:
-            continue
-        shown += 1
         keys = "; ".join(f"{i.kind} {_safe(i.value)}" for i in group.indicators)
-        click.echo(f"{len(members)} cases share {keys}:")
-        click.echo("    " + ", ".join(case_code(c) for c in members))
-    info(f"{shown} group(s) of cases sharing an indicator.")
+        click.echo(f"{len(group.case_ids)} cases share {keys}:")
+        click.echo("    " + ", ".join(group.codes))
+    info(f"{len(groups)} group(s) of cases sharing an indicator.")
 
 
 @review.command("show")

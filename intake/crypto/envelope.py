@@ -8,10 +8,11 @@ does not grow with the input. The implementation is rage, through pyrage.
 Refused: no recipients, a recipient that is not an X25519 ``age1...`` key, the
 same recipient twice, more than `MAX_RECIPIENTS`.
 
-Note: rage adds one random "grease" stanza to every header (the age spec
-allows it, and every age implementation ignores it). Headers written here
-therefore do not pass `header.check_client_header`, which is meant for
-ciphertext arriving from browsers.
+Note: rage adds one random "grease" stanza, last, to every header (the age
+spec allows it, and every age implementation ignores it). The browser's
+worker adds one drawn the same way, and `header.check_client_header` accepts
+exactly that, so that files from both paths have the same shape and a blob's
+length does not tell which path a report took.
 """
 
 from __future__ import annotations

@@ -15,6 +15,14 @@ identity could ever open the file. The test is an X25519 exchange with a
 fresh private key through pyca/cryptography, which refuses exactly those
 shares; no curve arithmetic is written here.
 
+After those stanzas the header may carry one "grease" stanza of exactly the
+shape rage (and so the server's own path, through pyrage) adds to every file:
+a type of 1 to 8 printable characters followed by ``-grease``, 0 to 4
+arguments of 1 to 8 printable characters, and a body of 0 to 99 bytes. Every
+age implementation ignores it; the browser adds one so that its files have the
+same shape, and the same spread of lengths, as the server's, and a blob's size
+does not tell which path a report took.
+
 `check_client_ciphertext` adds the payload checks of `intake.crypto.payload`
 (age's chunk framing, a Padmé-padded container inside, a first chunk that does
 not compress) and that the size the client declared is the size that arrived.
@@ -44,6 +52,17 @@ MIN_PAYLOAD = payload.NONCE + payload.TAG
 X25519_STANZA_LENGTH = len(b"-> X25519 ") + 43 + 1 + 43 + 1
 #: ``--- <43 base64>\n``
 MAC_LINE_LENGTH = len(b"--- ") + 43 + 1
+#: rage's grease stanza (age-core's ``grease_the_joint``): a type of 1 to 8 printable
+#: characters and "-grease", 0 to 4 arguments of 1 to 8, a body of 0 to 99 bytes.
+GREASE_MAX_ARGS = 4
+GREASE_MAX_BODY = 99
+_GREASE_TYPE = re.compile(r"[\x21-\x7e]{1,8}-grease")
+_GREASE_ARG = re.compile(r"[\x21-\x7e]{1,8}")
+#: The shortest grease stanza, ``-> x-grease\n\n``, and the longest: a type and four
+#: arguments of 8 characters, then 99 bytes of body in base64 (132 characters: 64, 64, 4).
+GREASE_MIN_LENGTH = len(b"-> x-grease\n") + 1
+GREASE_MAX_LENGTH = (len(b"-> ") + 8 + len(b"-grease") + GREASE_MAX_ARGS * 9 + 1
+                     + 65 + 65 + 5)
 _ARG = re.compile(rb"[\x21-\x7e]+")
 _B64 = re.compile(rb"[A-Za-z0-9+/]*")
 
@@ -139,6 +158,26 @@ def x25519_header_length(recipients: int) -> int:
     return len(VERSION_LINE) + recipients * X25519_STANZA_LENGTH + MAC_LINE_LENGTH
 
 
+def client_header_lengths(recipients: int) -> list[int]:
+    """Every length a client header may have: the X25519 stanzas, then perhaps a grease one.
+
+    (A length inside the grease range that no grease stanza can take is refused
+    again when the header itself arrives.)
+    """
+    base = x25519_header_length(recipients)
+    return [base, *range(base + GREASE_MIN_LENGTH, base + GREASE_MAX_LENGTH + 1)]
+
+
+def is_grease(stanza: Stanza) -> bool:
+    """Whether `stanza` has the shape of rage's grease stanza (see the module docstring)."""
+    return (
+        _GREASE_TYPE.fullmatch(stanza.type) is not None
+        and len(stanza.args) <= GREASE_MAX_ARGS
+        and all(_GREASE_ARG.fullmatch(arg) for arg in stanza.args)
+        and len(stanza.body) <= GREASE_MAX_BODY
+    )
+
+
 def is_low_order(share: bytes, probe: X25519PrivateKey | None = None) -> bool:
     """Whether the 32-byte X25519 `share` is a low-order point (no key can open its stanza).
 
@@ -164,7 +203,10 @@ def check_client_header(
     """
     header = parse_header(prefix)
     probe = X25519PrivateKey.generate()
-    for stanza in header.stanzas:
+    stanzas = header.stanzas
+    if len(stanzas) > 1 and is_grease(stanzas[-1]):
+        stanzas = stanzas[:-1]  # one grease stanza, last, as rage writes it
+    for stanza in stanzas:
         if stanza.type != "X25519":
             raise EnvelopeError(
                 f"The ciphertext has a {stanza.type[:20]!r} stanza; "
@@ -181,9 +223,9 @@ def check_client_header(
             raise EnvelopeError(
                 "An X25519 stanza's ephemeral share is a low-order point; no key can open it."
             )
-    if len(header.stanzas) != expected_recipients:
+    if len(stanzas) != expected_recipients:
         raise EnvelopeError(
-            f"The ciphertext is encrypted to {len(header.stanzas)} recipients but the keyring has "
+            f"The ciphertext is encrypted to {len(stanzas)} recipients but the keyring has "
             f"{expected_recipients} active ones; reload the page and submit again."
         )
     if total_size is not None and total_size < header.length + MIN_PAYLOAD:
@@ -209,7 +251,13 @@ def check_client_ciphertext(
 def declared_size_problem(size: int, *, expected_recipients: int) -> str | None:
     """Why a client's announced ciphertext `size` cannot be a submission, or None.
 
-    Browser ciphertext has a header of known length (only X25519 stanzas, one
-    per active recipient) and a payload that must frame a padded container.
+    Browser ciphertext has a header of a known length (X25519 stanzas, one per
+    active recipient, perhaps a grease stanza) and a payload that must frame a
+    padded container: the size must fit one of those header lengths.
     """
-    return payload.declared_size_problem(size, x25519_header_length(expected_recipients))
+    problem = None
+    for header_length in client_header_lengths(expected_recipients):
+        problem = payload.declared_size_problem(size, header_length)
+        if problem is None:
+            return None
+    return problem

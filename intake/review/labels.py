@@ -53,6 +53,21 @@ WORDS = {
 }
 
 
+#: Indicator kinds (`intake.review.indicators.KINDS`) as a person reads them, in a sentence.
+INDICATOR_KINDS = {
+    "domain": _l("domain"), "url": _l("URL"), "ipv4": _l("IPv4 address"),
+    "ipv6": _l("IPv6 address"), "email": _l("e-mail address"), "sha256": "SHA-256",
+    "sha1": "SHA-1", "md5": "MD5", "phone": _l("phone number"), "app_id": _l("app id"),
+    "file_name": _l("file name"), "unknown": _l("not recognised"),
+}
+
+
+def indicator_kind(kind: str) -> str:
+    """The name of an indicator kind; an unknown kind stays itself."""
+    label = INDICATOR_KINDS.get(kind)
+    return str(label) if label is not None else kind
+
+
 def word(key: str, **variables: Any) -> str:
     """One of `WORDS` in the current language, with its %(name)s variables filled in."""
     text = str(WORDS[key])

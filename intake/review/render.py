@@ -148,16 +148,6 @@ def visible(value: Any) -> str:
     )
 
 
-def _kind_label(kind: str) -> str:
-    names = {
-        "domain": _("domain"), "url": _("URL"), "ipv4": _("IPv4 address"),
-        "ipv6": _("IPv6 address"), "email": _("e-mail address"), "sha256": "SHA-256",
-        "sha1": "SHA-1", "md5": "MD5", "phone": _("phone number"), "app_id": _("app id"),
-        "file_name": _("file name"), "unknown": _("not recognised"),
-    }
-    return names.get(kind, kind)
-
-
 def _sections(case: Case) -> list[tuple[str, list[tuple[str, str, bool]]]]:
     fields = case.fields
     sections = []
@@ -211,7 +201,9 @@ def render_case(
             triage=_triage_view(triage),
             problems=[visible(p) for p in case.problems],
             sections=_sections(case),
-            indicators=[(visible(line), _kind_label(classify(line).kind)) for line in typed],
+            indicators=[
+                (visible(line), labels.indicator_kind(classify(line).kind)) for line in typed
+            ],
             attachments=[
                 {"name": visible(a["name"]), "path": a["path"], "size": a["size"],
                  "type": visible(a["type"]), "sha256": a["sha256"]}
@@ -219,7 +211,8 @@ def render_case(
             ],
             related=[
                 {"code": r.code, "received_on": r.received_on,
-                 "shared": [f"{_kind_label(i.kind)} {visible(i.value)}" for i in r.shared]}
+                 "shared": [f"{labels.indicator_kind(i.kind)} {visible(i.value)}"
+                            for i in r.shared]}
                 for r in related
             ],
             notes=notes,

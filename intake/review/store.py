@@ -10,8 +10,7 @@ The folders (`intake.review.casestore`: ``report.json``, ``case.json``,
   this database: back it up with the cases. One database serves one cases
   folder; merging triage between machines is not supported.
 
-Use it like this (every method is safe to call from several threads; several
-processes may open the same store, SQLite locks between them)::
+Use it like this::
 
     from intake.review.store import CaseFilter, CaseStore
 
@@ -27,6 +26,7 @@ processes may open the same store, SQLite locks between them)::
         store.related(case.case_id)                 # other cases sharing an indicator
         store.groups()                              # cases grouped by a shared indicator
         store.stats(CaseFilter(since="2026-01-01"))
+        total, rows = store.page(CaseFilter(tag="pegasus-2026"), offset=0, limit=50)
 
 What it promises:
 
@@ -48,6 +48,14 @@ What it promises:
 - **Bad input is one sentence.** Unknown filter values, unparseable days,
   unknown or ambiguous case references raise an `IntakeError` subclass that
   lists what is valid.
+- **Threads and processes.** One store may be used from many threads at once
+  (the desk's server runs each request in its own), while other processes
+  (the command line) open the same database. Each thread works on a
+  connection of its own, taken from a small pool, so in WAL mode a reader
+  never waits for a writer, in this process or another. Writers take one
+  lock per process, then SQLite's write lock, waiting up to `busy_timeout`
+  seconds for another process's transaction; past it, `CaseStoreBusy` says so
+  in one sentence and nothing is changed.
 
 Full-text search covers the narrative, the notification text and the
 indicators (as typed and normalised), folded by `intake.review.searchtext` in
@@ -88,6 +96,10 @@ from intake.review.indicators import Indicator, correlation_keys, indicators_of
 from intake.review.triage import Note
 
 DATABASE = "cases.db"
+#: Seconds a change waits for another process's write (an import, a reconcile) to end.
+BUSY_TIMEOUT = 30.0
+#: Connections kept open for the next thread; more are opened when threads need them.
+MAX_IDLE_CONNECTIONS = 8
 #: The schema version this code writes; see `MIGRATIONS`.
 SCHEMA_VERSION = 2
 #: A prefix shorter than this is refused: it would match too much to be meant.
@@ -170,8 +182,20 @@ class CaseStoreError(IntakeError):
     """The case store cannot be opened or used as asked."""
 
 
+class CaseStoreBusy(CaseStoreError):
+    """Another process held the database's write lock for longer than the busy timeout."""
+
+
 class FilterError(IntakeError):
-    """A filter value the case store does not know, with the valid ones listed."""
+    """A filter value the case store does not know, with the valid ones listed.
+
+    `option` names the filter (a `CaseFilter` field), so that a caller speaking
+    another language (the reviewers' desk) can say it in its own words.
+    """
+
+    def __init__(self, message: str, option: str):
+        super().__init__(message)
+        self.option = option
 
 
 class CaseNotFound(IntakeError):
@@ -193,7 +217,9 @@ class CaseFilter:
     """Which cases to list; None means "any". Values are machine values (schema codes).
 
     `since` and `until` are ISO days (YYYY-MM-DD, inclusive) of arrival;
-    `search` is free text, every word of which must occur (as a word prefix).
+    `search` is free text, every word of which must occur (as a word prefix);
+    `assignee` "" selects the cases given to nobody; `indicator` is
+    ``kind:value``, a correlation key (see `Relation.shared`) the case has.
     """
 
     status: str | None = None
@@ -206,6 +232,7 @@ class CaseFilter:
     until: str | None = None
     search: str | None = None
     assignee: str | None = None
+    indicator: str | None = None
 
 
 class CaseSummary(NamedTuple):
@@ -307,6 +334,13 @@ _LISTING = """SELECT c.case_id, c.received_on, c.lang, c.country, c.risk, c.susp
                      (SELECT group_concat(tag, char(31)) FROM
                          (SELECT tag FROM tags g WHERE g.case_id = c.case_id ORDER BY tag))
               FROM cases c LEFT JOIN triage t ON t.case_id = c.case_id"""
+_COUNTING = "SELECT count(*) FROM cases c LEFT JOIN triage t ON t.case_id = c.case_id"
+#: The indicators of the cases a filter selects, each with its cases in id order; the
+#: filter's clauses follow ("WHERE …"), then the closing of both subqueries.
+_GROUPING = """SELECT kind, value, group_concat(case_id, ',') FROM
+                 (SELECT kind, value, case_id FROM case_indicators
+                  WHERE case_id IN (SELECT c.case_id FROM cases c
+                                    LEFT JOIN triage t ON t.case_id = c.case_id WHERE"""
 
 
 class CaseStore:
@@ -314,10 +348,13 @@ class CaseStore:
 
     `reconcile=False` skips the reconciliation on open (the importer, which
     indexes each case it adds itself); `progress` is told how far it got.
+    `busy_timeout` is how many seconds a change waits for another process's
+    write before `CaseStoreBusy`.
     """
 
     def __init__(
-        self, cases_dir: Path, *, reconcile: bool = True, progress: Progress | None = None
+        self, cases_dir: Path, *, reconcile: bool = True, progress: Progress | None = None,
+        busy_timeout: float = BUSY_TIMEOUT,
     ):
         self.cases_dir = Path(cases_dir)
         if not self.cases_dir.is_dir():
@@ -325,21 +362,37 @@ class CaseStore:
                 f"There is no case store at {self.cases_dir}; import a bundle first."
             )
         self.path = self.cases_dir / DATABASE
-        self._lock = threading.RLock()
-        self._db = _connect(self.path)
+        self.busy_timeout = busy_timeout
+        # Changes made in this process wait here for each other rather than in SQLite's
+        # busy handler; readers never take it (in WAL mode they never wait for a writer).
+        self._writer = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        first = _connect(self.path, busy_timeout)
         try:
-            _upgrade(self._db, self.path)
+            with _busy_is_one_sentence(busy_timeout):
+                _upgrade(first, self.path)
+        except BaseException:
+            first.close()
+            raise
+        self._idle.append(first)
+        try:
             if reconcile:
                 self.reconcile(progress)
         except BaseException:
-            self._db.close()
+            self.close()
             raise
 
-    # -- Lifecycle ---------------------------------------------------------------------
+    # -- Lifecycle and connections -----------------------------------------------------
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Close the idle connections; one in use is closed when its thread is done."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
 
     def __enter__(self) -> CaseStore:
         return self
@@ -348,20 +401,55 @@ class CaseStore:
         self.close()
 
     @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for this thread alone while the block runs (one per thread at once).
+
+        A shared connection would make every thread wait for the one in SQLite's busy
+        handler; each thread's own lets readers go on while a writer waits.
+        """
+        with self._pool_lock:
+            if self._closed:
+                raise CaseStoreError("The case store has been closed; open it again.")
+            db = self._idle.pop() if self._idle else None
+        if db is None:
+            db = _connect(self.path, self.busy_timeout)
+        try:
+            with _busy_is_one_sentence(self.busy_timeout):
+                yield db
+        finally:
+            with self._pool_lock:
+                keep = (not self._closed and not db.in_transaction
+                        and len(self._idle) < MAX_IDLE_CONNECTIONS)
+                if keep:
+                    self._idle.append(db)
+            if not keep:
+                db.close()
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction, holding the write lock from its start."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        """One transaction, holding the database's write lock from its start."""
+        with self._writer, self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query in the block sees the same state."""
+        with self._connection() as db:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        with self._connection() as db:
+            return db.execute(sql, params).fetchall()
 
     # -- The index ---------------------------------------------------------------------
 
@@ -407,12 +495,48 @@ class CaseStore:
 
     # -- Reading -----------------------------------------------------------------------
 
-    def cases(self, filters: CaseFilter | None = None) -> list[CaseSummary]:
-        """The indexed cases that `filters` selects, oldest first (by day, then id)."""
-        where, params = self._where(filters or CaseFilter())
+    def cases(
+        self, filters: CaseFilter | None = None, *, newest_first: bool = False,
+        limit: int | None = None, offset: int = 0,
+    ) -> list[CaseSummary]:
+        """The indexed cases that `filters` selects, oldest first (by day, then id).
+
+        `newest_first` reverses the order; `limit` and `offset` give one page of it.
+        """
+        with self._connection() as db:
+            return self._listed(db, filters, newest_first=newest_first, limit=limit,
+                                offset=offset)
+
+    def page(
+        self, filters: CaseFilter | None, *, offset: int, limit: int, newest_first: bool = True
+    ) -> tuple[int, list[CaseSummary]]:
+        """How many cases `filters` selects, and `limit` of them from `offset`, as one state."""
+        with self._snapshot() as db:
+            total = self._count(db, filters)
+            return total, self._listed(db, filters, newest_first=newest_first, limit=limit,
+                                       offset=offset)
+
+    def count(self, filters: CaseFilter | None = None) -> int:
+        """How many indexed cases `filters` selects."""
+        with self._connection() as db:
+            return self._count(db, filters)
+
+    def _count(self, db: sqlite3.Connection, filters: CaseFilter | None) -> int:
+        where, params = self._where(db, filters or CaseFilter())
         # `where` joins fixed clauses of `_where`; every value is a bound parameter.
-        sql = f"{_LISTING} WHERE {where} ORDER BY c.received_on, c.case_id"  # noqa: S608
-        rows = self._read(sql, params)
+        return db.execute(f"{_COUNTING} WHERE {where}", params).fetchone()[0]  # noqa: S608
+
+    def _listed(
+        self, db: sqlite3.Connection, filters: CaseFilter | None, *, newest_first: bool,
+        limit: int | None, offset: int,
+    ) -> list[CaseSummary]:
+        where, params = self._where(db, filters or CaseFilter())
+        order = "DESC" if newest_first else "ASC"
+        # `where` joins fixed clauses of `_where`, `order` is one of two words; every
+        # value is a bound parameter.
+        sql = (f"{_LISTING} WHERE {where} "  # noqa: S608
+               f"ORDER BY c.received_on {order}, c.case_id {order} LIMIT ? OFFSET ?")
+        rows = db.execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()
         return [
             CaseSummary(
                 case_id=row[0], received_on=row[1], lang=row[2], country=row[3], risk=row[4],
@@ -424,7 +548,7 @@ class CaseStore:
             for row in rows
         ]
 
-    def _where(self, f: CaseFilter) -> tuple[str, list[object]]:
+    def _where(self, db: sqlite3.Connection, f: CaseFilter) -> tuple[str, list[object]]:
         clauses: list[str] = ["1"]
         params: list[object] = []
         if f.status is not None:
@@ -434,22 +558,22 @@ class CaseStore:
             clauses.append(
                 "EXISTS (SELECT 1 FROM tags g WHERE g.case_id = c.case_id AND g.tag = ?)"
             )
-            params.append(self._checked_tag(f.tag))
+            params.append(_checked_tag(db, f.tag))
         if f.category is not None:
             clauses.append(
                 "EXISTS (SELECT 1 FROM case_categories k "
                 "WHERE k.case_id = c.case_id AND k.category = ?)"
             )
-            params.append(_checked_choice("categories", f.category, "--category"))
+            params.append(_checked_choice("categories", f.category, "category"))
         if f.country is not None:
             clauses.append("c.country = ?")
             params.append(_checked_country(f.country))
         if f.risk is not None:
             clauses.append("c.risk = ?")
-            params.append(_checked_choice("risk_now", f.risk, "--risk"))
+            params.append(_checked_choice("risk_now", f.risk, "risk"))
         if f.tool is not None:
             clauses.append("c.suspected_tool = ?")
-            params.append(_checked_choice("suspected_tool", f.tool, "--tool"))
+            params.append(_checked_choice("suspected_tool", f.tool, "tool"))
         if f.since is not None:
             clauses.append("c.received_on >= ?")
             params.append(checked_day(f.since, "--since"))
@@ -458,28 +582,44 @@ class CaseStore:
             params.append(checked_day(f.until, "--until"))
         if f.assignee is not None:
             clauses.append("coalesce(t.assignee, '') = ?")
-            params.append(triage.clean_name(f.assignee))
+            params.append(_checked_assignee(f.assignee))
+        if f.indicator is not None:
+            kind, value = checked_indicator(f.indicator)
+            clauses.append(
+                "EXISTS (SELECT 1 FROM case_indicators i "
+                "WHERE i.case_id = c.case_id AND i.kind = ? AND i.value = ?)"
+            )
+            params.extend((kind, value))
         if f.search is not None:
             query = searchtext.fts_query(f.search)
             if query is None:
-                raise FilterError("The search has no word in it; type a word to search for.")
+                raise FilterError(
+                    "The search has no word in it; type a word to search for.", "search"
+                )
             clauses.append("c.rowid IN (SELECT rowid FROM case_text WHERE case_text MATCH ?)")
             params.append(query)
-        return " AND ".join(clauses), params
-
-    def _checked_tag(self, tag: str) -> str:
-        in_use = self.tags()
-        if tag not in in_use:
-            shown = ", ".join(in_use[:20]) + (", …" if len(in_use) > 20 else "")
-            raise FilterError(
-                f"No case has the tag {tag[:40]!a}; "
-                + (f"the tags in use are {shown}." if in_use else "no case has a tag yet.")
-            )
-        return tag
+        # A command line's bytes that are not UTF-8 arrive as lone surrogates.
+        return " AND ".join(clauses), [
+            _storable(p) if isinstance(p, str) else p for p in params
+        ]
 
     def tags(self) -> list[str]:
         """Every tag in use, sorted."""
-        return [row[0] for row in self._read("SELECT DISTINCT tag FROM tags ORDER BY tag")]
+        with self._connection() as db:
+            return _tags_in_use(db)
+
+    def assignees(self) -> list[str]:
+        """Every name a case is given to, sorted."""
+        rows = self._read(
+            "SELECT DISTINCT assignee FROM triage t JOIN cases c ON c.case_id = t.case_id "
+            "WHERE assignee != '' ORDER BY assignee"
+        )
+        return [row[0] for row in rows]
+
+    def countries(self) -> list[str]:
+        """Every country code the indexed cases give, sorted ("" left out)."""
+        rows = self._read("SELECT DISTINCT country FROM cases WHERE country != '' ORDER BY 1")
+        return [row[0] for row in rows]
 
     def case(self, ref: str) -> Case:
         """The case `ref` names: its 32-hex id, its IC code, or a unique prefix of either.
@@ -527,9 +667,14 @@ class CaseStore:
         return [load_case(self.cases_dir / s.case_id) for s in summaries]
 
     def triage(self, case_id: str) -> Triage:
-        row = self._read("SELECT status, assignee FROM triage WHERE case_id = ?", (case_id,))
-        tags = self._read("SELECT tag FROM tags WHERE case_id = ? ORDER BY tag", (case_id,))
-        status, assignee = row[0] if row else (triage.NEW, "")
+        with self._snapshot() as db:
+            row = db.execute(
+                "SELECT status, assignee FROM triage WHERE case_id = ?", (case_id,)
+            ).fetchone()
+            tags = db.execute(
+                "SELECT tag FROM tags WHERE case_id = ? ORDER BY tag", (case_id,)
+            ).fetchall()
+        status, assignee = row if row else (triage.NEW, "")
         return Triage(status, assignee, tuple(t[0] for t in tags))
 
     def notes(self, case_id: str) -> list[Note]:
@@ -543,17 +688,10 @@ class CaseStore:
 
     # -- Triage ------------------------------------------------------------------------
 
-    def _known(self, case_id: str) -> str:
-        if not self._read("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)):
-            raise CaseNotFound(
-                f"There is no case {case_id[:40]!a}; `intake review list` shows them."
-            )
-        return case_id
-
     def set_status(self, case_id: str, status: str) -> None:
         status = _checked_status(status, error=triage.TriageError)
         with self._write() as db:
-            self._known(case_id)
+            _known(db, case_id)
             db.execute(
                 "INSERT INTO triage (case_id, status) VALUES (?, ?) "
                 "ON CONFLICT (case_id) DO UPDATE SET status = excluded.status",
@@ -564,7 +702,7 @@ class CaseStore:
         """Give the case to `name` (a name typed by reviewers); "" leaves it to nobody."""
         name = triage.clean_name(name, what="An assignee")
         with self._write() as db:
-            self._known(case_id)
+            _known(db, case_id)
             db.execute(
                 "INSERT INTO triage (case_id, assignee) VALUES (?, ?) "
                 "ON CONFLICT (case_id) DO UPDATE SET assignee = excluded.assignee",
@@ -575,22 +713,36 @@ class CaseStore:
         """Tag the case; returns the tag as stored. Adding a tag it has changes nothing."""
         tag = triage.clean_tag(tag)
         with self._write() as db:
-            self._known(case_id)
-            count = db.execute("SELECT count(*) FROM tags WHERE case_id = ?", (case_id,))
-            if count.fetchone()[0] >= triage.MAX_TAGS_PER_CASE:
+            _known(db, case_id)
+            has = db.execute(
+                "SELECT count(*), count(*) FILTER (WHERE tag = ?) FROM tags WHERE case_id = ?",
+                (tag, case_id),
+            ).fetchone()
+            if has[0] >= triage.MAX_TAGS_PER_CASE and not has[1]:
                 raise triage.TriageError(
-                    f"A case has at most {triage.MAX_TAGS_PER_CASE} tags; remove one first."
+                    f"A case has at most {triage.MAX_TAGS_PER_CASE} tags; remove one first.",
+                    "tag_limit",
                 )
             db.execute("INSERT OR IGNORE INTO tags (case_id, tag) VALUES (?, ?)", (case_id, tag))
         return tag
 
     def remove_tag(self, case_id: str, tag: str) -> bool:
-        """Remove a tag; False if the case did not have it."""
-        tag = triage.clean_tag(tag)
+        """Remove a tag; False if the case did not have it.
+
+        The tag as given goes first, so that one the rules would refuse (written by
+        another program) can still be removed; then the tag as `add_tag` stores it.
+        """
         with self._write() as db:
-            self._known(case_id)
-            cursor = db.execute("DELETE FROM tags WHERE case_id = ? AND tag = ?", (case_id, tag))
-            return cursor.rowcount > 0
+            _known(db, case_id)
+            for candidate in (_storable(tag), None):
+                if candidate is None:
+                    candidate = triage.clean_tag(tag)
+                cursor = db.execute(
+                    "DELETE FROM tags WHERE case_id = ? AND tag = ?", (case_id, candidate)
+                )
+                if cursor.rowcount:
+                    return True
+            return False
 
     def add_note(
         self, case_id: str, text: str, *, author: str, day: datetime.date | None = None
@@ -599,10 +751,12 @@ class CaseStore:
         body = triage.clean_note(text)
         author = triage.clean_name(author, what="A note's author")
         if not author:
-            raise triage.TriageError("A note needs its author's name; give it with --author.")
+            raise triage.TriageError(
+                "A note needs its author's name; give it with --author.", "author_missing"
+            )
         when = (day or datetime.date.today()).isoformat()
         with self._write() as db:
-            self._known(case_id)
+            _known(db, case_id)
             cursor = db.execute(
                 "INSERT INTO notes (case_id, author, day, text) VALUES (?, ?, ?, ?)",
                 (case_id, author, when, body),
@@ -636,20 +790,26 @@ class CaseStore:
         for other, received_on, kind, value in rows:
             shared.setdefault(other, []).append(Indicator(kind, value))
             days[other] = received_on
-        relations = [Relation(c, days[c], tuple(found)) for c, found in shared.items()]
+        relations = [
+            Relation(c, days[c], tuple(sorted(found, key=_specific_first)))
+            for c, found in shared.items()
+        ]
         return sorted(relations, key=lambda r: (-len(r.shared), r.received_on, r.case_id))
 
-    def groups(self, min_cases: int = 2) -> list[IndicatorGroup]:
+    def groups(self, filters: CaseFilter | None = None, min_cases: int = 2) -> list[IndicatorGroup]:
         """Cases grouped by the indicators they share, largest groups first.
 
-        Keys shared by exactly the same cases make one group.
+        Keys shared by exactly the same cases make one group. With `filters`, only
+        the cases they select count: a group is what those cases share.
         """
-        rows = self._read(
-            """SELECT kind, value, group_concat(case_id, ',') FROM
-                 (SELECT kind, value, case_id FROM case_indicators ORDER BY case_id)
-               GROUP BY kind, value HAVING count(*) >= ?""",
-            (max(2, min_cases),),
-        )
+        with self._snapshot() as db:
+            where, params = self._where(db, filters or CaseFilter())
+            # `where` joins fixed clauses of `_where`; every value is a bound parameter.
+            rows = db.execute(
+                f"{_GROUPING} {where}) ORDER BY case_id) "  # noqa: S608
+                "GROUP BY kind, value HAVING count(*) >= ?",
+                [*params, max(2, min_cases)],
+            ).fetchall()
         by_cases: dict[tuple[str, ...], list[Indicator]] = {}
         for kind, value, members in rows:
             by_cases.setdefault(tuple(members.split(",")), []).append(Indicator(kind, value))
@@ -680,6 +840,32 @@ class CaseStore:
         )
 
 
+def _known(db: sqlite3.Connection, case_id: str) -> str:
+    if db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone() is None:
+        raise CaseNotFound(
+            f"There is no case {case_id[:40]!a}; `intake review list` shows them."
+        )
+    return case_id
+
+
+def _tags_in_use(db: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in db.execute("SELECT DISTINCT tag FROM tags ORDER BY tag")]
+
+
+@contextmanager
+def _busy_is_one_sentence(timeout: float) -> Iterator[None]:
+    """SQLite's "database is locked" (another process wrote for too long) as `CaseStoreBusy`."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        raise CaseStoreBusy(
+            f"The case store is busy: another intake command has been writing to it for "
+            f"{timeout:g} s; nothing was changed, try again when it has finished."
+        ) from None
+
+
 def index_case(cases_dir: Path, case_id: str) -> None:
     """Index one case folder in `cases_dir`'s database, without reconciling the rest.
 
@@ -695,7 +881,8 @@ def index_case(cases_dir: Path, case_id: str) -> None:
 def _checked_status(status: str, error: type[IntakeError] = FilterError) -> str:
     if status not in triage.STATUSES:
         raise error(
-            f"There is no status {status[:40]!a}; choose one of {', '.join(triage.STATUSES)}."
+            f"There is no status {status[:40]!a}; choose one of {', '.join(triage.STATUSES)}.",
+            "status",
         )
     return status
 
@@ -704,9 +891,46 @@ def _checked_choice(field_name: str, value: str, option: str) -> str:
     choices = [c.value for c in schema.FIELDS[field_name].choices]
     if value not in choices:
         raise FilterError(
-            f"{option} {value[:40]!a} is not a value; choose one of {', '.join(choices)}."
+            f"--{option} {value[:40]!a} is not a value; choose one of {', '.join(choices)}.",
+            option,
         )
     return value
+
+
+def _checked_tag(db: sqlite3.Connection, tag: str) -> str:
+    in_use = _tags_in_use(db)
+    if tag not in in_use:
+        shown = ", ".join(in_use[:20]) + (", …" if len(in_use) > 20 else "")
+        raise FilterError(
+            f"No case has the tag {tag[:40]!a}; "
+            + (f"the tags in use are {shown}." if in_use else "no case has a tag yet."),
+            "tag",
+        )
+    return tag
+
+
+def _checked_assignee(name: str) -> str:
+    try:
+        return triage.clean_name(name)
+    except triage.TriageError as exc:
+        raise FilterError(str(exc), "assignee") from None
+
+
+#: Indicator kinds that link cases (`correlation_keys` never gives the others).
+CORRELATED_KINDS = ("url", "domain", "email", "phone", "sha256", "sha1", "md5", "app_id",
+                    "ipv4", "ipv6")
+
+
+def checked_indicator(text: str) -> tuple[str, str]:
+    """``kind:value`` as (kind, value), or a `FilterError` listing the kinds."""
+    kind, colon, value = text.partition(":")
+    if not colon or kind not in CORRELATED_KINDS or not value or len(value) > 2048:
+        raise FilterError(
+            f"--indicator {text[:60]!a} is not an indicator; write kind:value with a kind "
+            f"among {', '.join(CORRELATED_KINDS)}, e.g. domain:evil.example.",
+            "indicator",
+        )
+    return kind, value
 
 
 def _checked_country(code: str) -> str:
@@ -717,7 +941,8 @@ def _checked_country(code: str) -> str:
     first = ", ".join(code for code, _name in schema.MENA_COUNTRIES)
     raise FilterError(
         f"--country {code[:40]!a} is not a country code; use an ISO 3166 code "
-        f"({first}, or any other) or {schema.COUNTRY_UNKNOWN} for \"don't know\"."
+        f"({first}, or any other) or {schema.COUNTRY_UNKNOWN} for \"don't know\".",
+        "country",
     )
 
 
@@ -730,27 +955,75 @@ def checked_day(text: str, option: str = "the day") -> str:
         except ValueError:
             pass
     raise FilterError(
-        f"{option} {text[:40]!a} is not a day; write it as YYYY-MM-DD, e.g. 2026-11-30."
+        f"{option} {text[:40]!a} is not a day; write it as YYYY-MM-DD, e.g. 2026-11-30.",
+        option.lstrip("-"),
     )
 
 
 # -- The database --------------------------------------------------------------------------
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # Created owner-only before SQLite opens it; SQLite gives its WAL the same mode.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    os.close(fd)
+#: Held while a connection is opened, so that no thread's connection opens the file while
+#: `_create_owner_only` holds a descriptor of it (see there).
+_OPENING = threading.Lock()
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create the database file owner-only if it is not there (SQLite gives its WAL the same
+    mode); refuse a link in its place.
+
+    Only a file that did not exist is ever opened and closed here: closing any
+    descriptor of a database file drops every POSIX lock this process holds on it,
+    SQLite's included, after which another process sees no reader, checkpoints and
+    deletes the WAL under this one's connections (their changes then go nowhere).
+    """
     try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if path.is_symlink():
+            raise CaseStoreError(
+                f"{path} is a link; a case store's database is a file of its own."
+            ) from None
+        return
+    os.close(fd)  # nobody has it open yet: it did not exist, and _OPENING is held
+
+
+def _connect(path: Path, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+    with _OPENING:
+        _create_owner_only(path)
+        return _open(path, busy_timeout)
+
+
+def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    # check_same_thread=False: a connection moves between threads, used by one at a time
+    # (`CaseStore._connection`). The timeout is SQLite's busy timeout.
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                             timeout=busy_timeout)
+    except sqlite3.DatabaseError as exc:
+        raise _not_a_database(path, exc) from None
+    try:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise CaseStoreBusy(
+                f"The case store is busy: another intake command has held it for "
+                f"{busy_timeout:g} s; try again when it has finished."
+            ) from None
+        raise _not_a_database(path, exc) from None
     except sqlite3.DatabaseError as exc:
-        raise CaseStoreError(
-            f"{path} is not a case store database ({exc}); move it aside and open the "
-            "store again to rebuild the index (its triage data would be lost)."
-        ) from None
+        db.close()
+        raise _not_a_database(path, exc) from None
     return db
+
+
+def _not_a_database(path: Path, exc: Exception) -> CaseStoreError:
+    return CaseStoreError(
+        f"{path} is not a case store database ({exc}); move it aside and open the "
+        "store again to rebuild the index (its triage data would be lost)."
+    )
 
 
 def _upgrade(db: sqlite3.Connection, path: Path) -> None:
@@ -809,6 +1082,18 @@ def _joined(values: Iterable[str]) -> str:
     return _SEPARATOR.join(values)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    """`text` as SQLite can store it: a lone surrogate (JSON's "\\ud800") becomes U+FFFD.
+
+    Python reads such escapes from a hostile report.json into strings that cannot be
+    encoded as UTF-8; the case folder keeps the original, the index a readable copy.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(text.split(_SEPARATOR)) if text else ()
 
@@ -834,13 +1119,15 @@ def _write_index(db: sqlite3.Connection, case: Case, stamp: str) -> None:
     fields = case.fields
     country = str(fields.get("country") or "")
     categories = list(fields.get("categories") or [])
+    # Every text from the case's files goes through _storable (choice values pass the
+    # schema already, but a damaged case's problems may quote what the source sent).
     cursor = db.execute(
         "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             case.case_id, case.received_on, case.lang, country,
             str(fields.get("risk_now") or ""), str(fields.get("suspected_tool") or ""),
             _joined(categories), _joined(fields.get("target_profile") or []),
-            len(case.attachments), _joined(case.problems), stamp,
+            len(case.attachments), _storable(_joined(case.problems)), stamp,
         ),
     )
     db.executemany(
@@ -851,12 +1138,12 @@ def _write_index(db: sqlite3.Connection, case: Case, stamp: str) -> None:
     keys = {key for indicator in found for key in correlation_keys(indicator, country)}
     db.executemany(
         "INSERT OR IGNORE INTO case_indicators VALUES (?, ?, ?)",
-        [(case.case_id, key.kind, key.value) for key in keys],
+        [(case.case_id, key.kind, _storable(key.value)) for key in keys],
     )
     # The text row shares the case row's rowid, so that a search joins on it.
     db.execute(
         "INSERT INTO case_text (rowid, case_id, body) VALUES (?, ?, ?)",
-        (cursor.lastrowid, case.case_id, _text_of(case, found)),
+        (cursor.lastrowid, case.case_id, _storable(_text_of(case, found))),
     )
 
 
@@ -870,7 +1157,7 @@ def _specific_first(indicator: Indicator) -> tuple[int, int, str]:
 
 
 __all__ = [
-    "AmbiguousCase", "CaseFilter", "CaseNotFound", "CaseStore", "CaseStoreError",
-    "CaseSummary", "FilterError", "IndicatorGroup", "Note", "Relation", "Stats", "Triage",
-    "checked_day", "index_case",
+    "CORRELATED_KINDS", "AmbiguousCase", "CaseFilter", "CaseNotFound", "CaseStore",
+    "CaseStoreBusy", "CaseStoreError", "CaseSummary", "FilterError", "IndicatorGroup", "Note",
+    "Relation", "Stats", "Triage", "checked_day", "checked_indicator", "index_case",
 ]

@@ -37,13 +37,29 @@ MAX_NOTE = 20_000
 
 
 class TriageError(IntakeError):
-    """A status, tag, name or note that cannot be stored."""
+    """A status, tag, name or note that cannot be stored.
+
+    `reason` names the rule that was broken, one of `REASONS`, so that a caller
+    speaking another language (the reviewers' desk) can say it in its own words.
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+#: What `TriageError.reason` can be.
+REASONS = frozenset({
+    "status", "tag_empty", "tag_form", "tag_limit", "name_form", "author_missing",
+    "note_empty", "note_long", "note_control",
+})
 
 
 def check_status(status: str) -> str:
     if status not in STATUSES:
         raise TriageError(
-            f"There is no status {_shown(status)}; choose one of {', '.join(STATUSES)}."
+            f"There is no status {_shown(status)}; choose one of {', '.join(STATUSES)}.",
+            "status",
         )
     return status
 
@@ -67,23 +83,43 @@ def _printable(text: str, *, newlines: bool = False) -> bool:
     )
 
 
+def without_refused(text: str, *, newlines: bool = False) -> str:
+    """`text` without the characters `clean_tag`, `clean_name` and `clean_note` refuse.
+
+    For a form that gives back what was typed with the refusal: what it shows
+    then holds nothing that could act, and passes once the reviewer checks it.
+    """
+    return "".join(ch for ch in text if _printable(ch, newlines=newlines))
+
+
 def clean_tag(tag: str) -> str:
     """A tag as stored: NFC, trimmed, one line of printable text, at most `MAX_TAG` long."""
     text = unicodedata.normalize("NFC", tag).strip()
     if not text:
-        raise TriageError("A tag cannot be empty; give a word such as 'pegasus-2026'.")
+        raise TriageError(
+            "A tag cannot be empty; give a word such as 'pegasus-2026'.", "tag_empty"
+        )
     if len(text) > MAX_TAG or not _printable(text):
         raise TriageError(
-            f"A tag is one line of printable text of at most {MAX_TAG} characters."
+            f"A tag is one line of printable text of at most {MAX_TAG} characters.", "tag_form"
         )
     return text
 
 
 def clean_name(name: str, *, what: str = "A name") -> str:
-    """A reviewer's name as stored (an assignee, a note's author); "" clears an assignee."""
+    """A reviewer's name as stored (an assignee, a note's author); "" clears an assignee.
+
+    A name holds at least one letter or digit: "-" or "?" names nobody, and
+    the desk's filter uses such a value to mean "given to nobody".
+    """
     text = unicodedata.normalize("NFC", name).strip()
-    if len(text) > MAX_NAME or not _printable(text):
-        raise TriageError(f"{what} is one line of printable text of at most {MAX_NAME} characters.")
+    if (len(text) > MAX_NAME or not _printable(text)
+            or (text and not any(ch.isalnum() for ch in text))):
+        raise TriageError(
+            f"{what} is one line of printable text of at most {MAX_NAME} characters, with "
+            "at least one letter or digit.",
+            "name_form",
+        )
     return text
 
 
@@ -92,13 +128,16 @@ def clean_note(text: str) -> str:
     body = text.replace("\r\n", "\n").expandtabs(4)
     body = unicodedata.normalize("NFC", body).strip()
     if not body:
-        raise TriageError("The note is empty; write it in the file and try again.")
+        raise TriageError("The note is empty; write it in the file and try again.", "note_empty")
     if len(body) > MAX_NOTE:
-        raise TriageError(f"A note is at most {MAX_NOTE} characters; split it in several.")
+        raise TriageError(
+            f"A note is at most {MAX_NOTE} characters; split it in several.", "note_long"
+        )
     if not _printable(body, newlines=True):
         raise TriageError(
             "The note holds a control character (such as an escape or a bidi control); "
-            "remove it and try again."
+            "remove it and try again.",
+            "note_control",
         )
     return body
 

@@ -6,8 +6,14 @@ SameSite=Strict under a name of its own, small request bodies), the guard that
 runs before anything else (`guard.DeskGuard`), CSRF on every change, the
 intake's security headers on every response plus ``Cache-Control: no-store``,
 its own templates and stylesheet next to the intake's, and the catalogues:
-the desk's own strings from ``desk/translations`` and the schema's labels
-from the intake's, loaded together by Flask-Babel.
+the schema's labels from the intake's, the review side's words (statuses,
+indicator kinds) from ``review/translations`` and the desk's own strings from
+``desk/translations``, merged by Flask-Babel in that order.
+
+The cases come from one `intake.review.store.CaseStore`, opened when the app
+is built and shared by the server's threads (the store gives each thread a
+connection of its own); the command line may change the same database while
+the desk runs, and the desk shows what it wrote at the next page.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from intake.review.desk import display
-from intake.review.desk.cases import DeskCases
 from intake.review.desk.guard import DeskGuard
 from intake.review.desk.images import ImageReencoder, Limits
+from intake.review.i18n import REVIEW_TRANSLATIONS
+from intake.review.store import CaseStore, CaseStoreBusy
 from intake.web.i18n import LANGUAGES
 from intake.web.security import SECURITY_HEADERS, configure_logging
 
@@ -39,8 +46,9 @@ DESK_CATALOGUES = HERE / "translations"
 INTAKE_CATALOGUES = HERE.parent.parent / "translations"
 #: The reviewer's language when the browser names none the desk speaks.
 DEFAULT_LANGUAGE = "en"
-#: The desk's forms are a few fields; nothing larger is read.
-MAX_REQUEST = 64 * 1024
+#: The desk's forms are a few fields, the largest a note of at most 20,000 characters
+#: (`intake.review.triage.MAX_NOTE`): up to 4 bytes each, each percent-encoded as 3.
+MAX_REQUEST = 256 * 1024
 #: The only files served as static: the intake's stylesheet and the desk's own.
 STYLESHEETS = {"intake.css": INTAKE_STATIC / "intake.css", "desk.css": DESK_STATIC / "desk.css"}
 SESSION_KEY = "desk"
@@ -56,7 +64,7 @@ def missing_files() -> list[str]:
     """
     missing = [str(path) for path in [HERE / "templates" / "base.html", *STYLESHEETS.values()]
                if not path.is_file()]
-    for folder in (DESK_CATALOGUES, INTAKE_CATALOGUES):
+    for folder in (DESK_CATALOGUES, REVIEW_TRANSLATIONS, INTAKE_CATALOGUES):
         missing += [str(folder / lang / "LC_MESSAGES" / "messages.mo") for lang in LANGUAGES
                     if not (folder / lang / "LC_MESSAGES" / "messages.mo").is_file()]
     return missing
@@ -64,7 +72,7 @@ def missing_files() -> list[str]:
 
 @dataclass
 class DeskState:
-    cases: DeskCases
+    store: CaseStore
     guard: DeskGuard
     images: ImageReencoder
 
@@ -75,7 +83,7 @@ def desk_state() -> DeskState:
 
 def build_desk_app(
     cases_dir: Path, *, port: int, image_limits: Limits | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None, store: CaseStore | None = None,
 ) -> Flask:
     configure_logging()
     app = Flask(
@@ -95,12 +103,17 @@ def build_desk_app(
         MAX_FORM_MEMORY_SIZE=MAX_REQUEST,
         WTF_CSRF_TIME_LIMIT=None,  # the session itself ends when the desk stops
         BABEL_DEFAULT_LOCALE=DEFAULT_LANGUAGE,
-        BABEL_TRANSLATION_DIRECTORIES=f"{DESK_CATALOGUES};{INTAKE_CATALOGUES}",
+        # Merged in this order, a later catalogue winning: the desk's words are its own.
+        BABEL_TRANSLATION_DIRECTORIES=(
+            f"{INTAKE_CATALOGUES};{REVIEW_TRANSLATIONS};{DESK_CATALOGUES}"
+        ),
         TRAP_HTTP_EXCEPTIONS=False,
         PROPAGATE_EXCEPTIONS=False,
     )
     app.config.update(overrides or {})
-    app.extensions["desk"] = DeskState(DeskCases(cases_dir), guard, ImageReencoder(image_limits))
+    app.extensions["desk"] = DeskState(
+        store or CaseStore(cases_dir), guard, ImageReencoder(image_limits)
+    )
     Babel(app, locale_selector=reviewer_language)
 
     # The guard first, so that nothing (not even CSRF or routing) answers a stranger.
@@ -116,8 +129,18 @@ def build_desk_app(
     app.jinja_env.filters["shown"] = display.shown
     app.jinja_env.filters["identifier"] = functools.partial(display.shown, identifier=True)
     app.jinja_env.filters["decimal"] = format_decimal
+    app.jinja_env.filters["is_day"] = display.is_day
+    app.jinja_env.filters["without_page"] = display.without_page
     app.jinja_env.globals["language_links"] = views.language_links
     app.after_request(add_desk_headers)
+
+    @app.errorhandler(CaseStoreBusy)
+    def store_busy(exc: CaseStoreBusy) -> tuple[str, int]:
+        return render_error(
+            _("The case store is busy"),
+            _("Another intake command is writing to the case store (an import, perhaps). "
+              "Nothing was changed; wait for it to finish, then go back and try again."),
+        ), 503
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[str, int]:

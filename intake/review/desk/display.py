@@ -17,6 +17,7 @@ as their labels, free text bounded in length, with a note when it was cut).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,21 @@ def _acts(ch: str, *, identifier: bool) -> bool:
     if identifier and ch in ZERO_WIDTH:
         return True
     return unicodedata.category(ch) in ("Cc", "Cs")
+
+
+def without_controls(text: str) -> str:
+    """`text` without the characters `shown` would mark (for a value echoed into a form)."""
+    return "".join(ch for ch in text if not _acts(ch, identifier=False))
+
+
+def is_day(text: object) -> bool:
+    """Whether `text` has the form of an ISO day (what a date field may be given back)."""
+    return isinstance(text, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text) is not None
+
+
+def without_page(query: dict[str, str]) -> dict[str, str]:
+    """A list's query without its page (another view or order starts at the first)."""
+    return {name: value for name, value in query.items() if name != "page"}
 
 
 _MARK = Markup('<span class="control-mark">[U+{0}]</span>')
@@ -126,9 +142,3 @@ def section_views(fields: Any) -> list[tuple[str, list[FieldView]]]:
         if views:  # the evidence section holds only the files, listed on their own
             sections.append((str(section.title), views))
     return sections
-
-
-def choice_list(f: schema.Field, value: Any) -> str:
-    """A short, comma-separated list of choice labels for a table cell."""
-    view = field_view(f, value)
-    return ", ".join(text for text, _known in view.items) if view.kind == "choices" else ""

@@ -6,6 +6,7 @@ process, is enough. It binds 127.0.0.1 and nothing else; any other host is
 refused with the reason. It logs no request line (a line would carry the
 one-time token, the cases' ids and the time) and sends no ``Server`` header.
 The sign-in URL goes to standard output, everything else to standard error.
+The case store is opened once, before the port, and closed when the desk stops.
 """
 
 from __future__ import annotations
@@ -68,17 +69,26 @@ def serve_desk(cases_dir: Path, *, host: str = LOOPBACK, port: int = DEFAULT_POR
             f"This installation of the desk lacks {len(missing)} of its files (such as "
             f"{missing[0]}); run `make translations` in a checkout, or reinstall the intake."
         )
-    app = create_desk_app(cases_dir.resolve(), port=port)
+    from intake.cli.common import terminal_progress
+    from intake.review.store import CaseStore
+
+    # Opening the store indexes what is new; the first time, for many cases, that shows.
+    store = CaseStore(cases_dir.resolve(), progress=terminal_progress("Indexing"))
     try:
+        app = create_desk_app(cases_dir.resolve(), port=port, store=store)
         server = make_server(
             LOOPBACK, port, app, threaded=True, request_handler=QuietRequestHandler
         )
     except OSError as exc:
+        store.close()
         if exc.errno == errno.EADDRINUSE:
             raise IntakeError(
                 f"Port {port} on {LOOPBACK} is already in use (another desk?); stop it, or "
                 "choose another with --port."
             ) from None
+        raise
+    except BaseException:
+        store.close()
         raise
     guard = app.extensions["desk"].guard
     click.echo(
@@ -94,4 +104,5 @@ def serve_desk(cases_dir: Path, *, host: str = LOOPBACK, port: int = DEFAULT_POR
         pass
     finally:
         server.server_close()
+        store.close()
     click.echo("The desk has stopped; its address no longer works.", err=True)
