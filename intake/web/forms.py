@@ -87,7 +87,8 @@ class _AllowedSet:
 
     def pre_validate(self, form: FlaskForm) -> None:
         # Only the common case is short-cut; anything else gets WTForms' own check and message.
-        if self.process_errors or not self.validate_choice or not self._accepted():  # type: ignore[attr-defined]
+        field: Any = self
+        if field.process_errors or not field.validate_choice or not self._accepted():
             super().pre_validate(form)  # type: ignore[misc]
 
 
