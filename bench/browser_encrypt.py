@@ -130,6 +130,10 @@ def renderer_rss() -> int:
     return total
 
 
+class SubmissionStuck(Exception):
+    """The whole submission did not finish in time (the page's words say where it stopped)."""
+
+
 class CpuQuota:
     """A cgroup (v1 cpu controller) holding every Chromium process to `cores` of CPU."""
 
@@ -185,7 +189,7 @@ def cpu_line(used: dict[str, float], seconds: float) -> str:
 
 
 def run_once(page, base: str, recipients: list[str], size: int, big: Path,
-             cdp_rate: float | None = None) -> dict:
+             cdp_rate: float | None = None, timeout: float = 1800) -> dict:
     meter = CpuMeter()
     page.goto(f"{base}/en/report")
     if cdp_rate:
@@ -235,7 +239,7 @@ def run_once(page, base: str, recipients: list[str], size: int, big: Path,
     meter.start()
     started = time.perf_counter()
     page.click("button[type=submit]")
-    deadline = time.monotonic() + 1800
+    deadline = time.monotonic() + timeout
     while "thanks" not in page.url and time.monotonic() < deadline:
         metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         peak_heap = max(peak_heap, metrics.get("JSHeapUsedSize", 0))
@@ -244,7 +248,11 @@ def run_once(page, base: str, recipients: list[str], size: int, big: Path,
     whole_seconds = time.perf_counter() - started
     whole_cpu = meter.stop()
     if "thanks" not in page.url:
-        sys.exit("bench: the submission did not reach the thank-you page in 30 minutes")
+        shown = page.evaluate("""() => [document.getElementById('progress-status').textContent,
+            document.getElementById('js-choice').hidden ? '' :
+            document.getElementById('js-choice').textContent.trim().slice(0, 200)]""")
+        raise SubmissionStuck(f"bench: the submission did not reach the thank-you page in "
+                              f"{timeout:g} s; the page said {shown!r}")
     return {
         "bare": bare_seconds,
         "hash_js": hashes[0],
@@ -265,6 +273,8 @@ def main() -> None:
     parser.add_argument("--jitless", action="store_true")
     parser.add_argument("--throttle", type=float, default=None, metavar="RATE")
     parser.add_argument("--throttle-how", choices=["cgroup", "cdp"], default="cgroup")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds a submission may take before the bench gives up")
     options = parser.parse_args()
     size = options.mib * 1024 * 1024
     chromium = shutil.which("chromium")
@@ -298,8 +308,12 @@ def main() -> None:
                     page = browser.new_page()
                     if quota:
                         quota.sweep()  # the new page's renderer too
-                    runs.append(run_once(page, base, recipients, size, big, cdp_rate))
+                    runs.append(run_once(page, base, recipients, size, big, cdp_rate,
+                                         options.timeout))
                     page.close()
+            except SubmissionStuck as stuck:
+                log = (work / "logs" / "stderr.log").read_text(errors="replace")
+                sys.exit(f"{stuck}\ngunicorn's log ends:\n{log[-3000:]}")
             finally:
                 browser.close()
                 if quota:
