@@ -23,13 +23,14 @@ The identity is "wrong" only when it opens nothing of the bundle: no blob,
 no challenge, and nothing was already filed from it.
 
 **In parallel.** Submissions are independent, so their cases are decrypted
-and built by a pool of worker processes (one per core; forked, so the
-identities never leave this process's memory), each reading its blobs
-through its own descriptor of the bundle. Everything that changes the store
-stays in this process and in the bundle's order: setting aside, the one sync,
-the renames into place, the index. So the outcomes, and what a crash can
-leave (staging folders, removed by the next import), are those of a serial
-import.
+and built by a pool of worker processes (one per core; forked, so they
+inherit the unlocked identities and none is ever sent through a pipe or
+written anywhere), each reading its blobs through its own descriptor of the
+bundle, which must still be the file that was checked. Everything that
+changes the store stays in this process and in the bundle's order: setting
+aside, the one sync, the renames into place, the index. So the outcomes, and
+what a crash can leave (staging folders, removed by the next import), are
+those of a serial import.
 
 Each challenge of the bundle that the identity opens is kept in
 ``<cases>/.bundles/<bundle id>.json`` (mode 0600, written atomically), so
