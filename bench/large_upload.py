@@ -22,6 +22,12 @@ full/transport (target, issue 12: within 4x), and the worker's peak RSS growth o
 the full runs: VmHWM from /proc/<worker>/status after a small warm-up
 report and after the last run (target: at most 64 MiB). Usage:
     .venv/bin/python bench/large_upload.py [--mib 256] [--runs 3]
+        [--blob-store postgresql [--database-url URL]]
+
+With --blob-store postgresql everything runs twice on one PostgreSQL
+database, with the filesystem blob store and then with the PostgreSQL one,
+and the full path's MB/s and the worker's RSS growth are printed side by side
+(bench/_stores.py).
 """
 
 from __future__ import annotations
@@ -43,11 +49,11 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _stores  # noqa: E402
 from _common import (  # noqa: E402
     Deployment,
     MiB,
     bench_server,
-    count_files,
     filesystem_of,
     form_tokens,
     machine_busy_seconds,
@@ -152,7 +158,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256, help="attachment size in MiB")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement")
+    _stores.add_options(parser)
     args = parser.parse_args()
+    rc, side_by_side = 0, []
+    for store in _stores.stores(args):
+        print(f"== {_stores.label(store, args)} ==", flush=True)
+        result, figures = run_store(args, store)
+        rc |= result
+        side_by_side.append((store, figures))
+    if len(side_by_side) > 1:
+        print("side by side, full no-JS path:")
+        for store, (mb_s, growth) in side_by_side:
+            print(f"  {store:<10} blob store: {mb_s:7.1f} MB/s, worker peak RSS growth "
+                  f"{growth / MiB:6.1f} MiB")
+    return rc
+
+
+def run_store(args: argparse.Namespace, store: str) -> tuple[int, tuple[float, int]]:
+    """One whole benchmark with `store`; its exit code, and (full path MB/s, RSS growth)."""
     size = args.mib * MiB
     age = shutil.which("age")
     if age is None:
@@ -168,8 +191,8 @@ def main() -> int:
         write_random(big, size)
         print(f"wrote {args.mib} MiB of random bytes in {time.perf_counter() - started:.1f} s")
         times: dict[str, list[float]] = {"full": [], "transport": [], "parse": [], "age": []}
-        with bench_server(work, deployment, workers=1,
-                          INTAKE_MAX_UPLOAD=str(size + 64 * MiB)) as server:
+        with bench_server(work, deployment, workers=1, INTAKE_MAX_UPLOAD=str(size + 64 * MiB),
+                          **_stores.env_for(store, args, work)) as server:
             [worker] = server.worker_pids()
             session = requests.Session()
             page = session.get(f"{server.base}/en/report", timeout=60)
@@ -218,8 +241,8 @@ def main() -> int:
                 print("bench: the worker was replaced during the runs", file=sys.stderr)
                 return 1
             growth = vm_hwm(worker) - hwm_before
-            blobs = count_files(server.data_dir / "blobs", "*.age")
-            blob_sizes = [p.stat().st_size for p in (server.data_dir / "blobs").glob("*.age")]
+            blob_sizes = _stores.blob_sizes(store, args, server.data_dir)
+            blobs = len(blob_sizes)
 
     mb = size / 1e6
     median = {kind: statistics.median(values) for kind, values in times.items()}
@@ -252,7 +275,8 @@ def main() -> int:
     big_blobs = sum(s > size for s in blob_sizes)
     print(f"stored blobs {blobs} ({big_blobs} larger than the file), expected {expected} "
           f"(warm-up included): {'match' if blobs == expected else 'MISMATCH'}")
-    return 0 if blobs == expected and big_blobs == args.runs else 1
+    return (0 if blobs == expected and big_blobs == args.runs else 1), (
+        mb / median["full"], growth)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,12 @@ client CPU, the server's CPU per report and its ratio to the baseline's
 load), and checks that the data directory holds one blob per successful
 report. Usage:
     .venv/bin/python bench/throughput.py [--seconds 30] [--clients 20] [--procs 2]
+        [--blob-store postgresql [--database-url URL] [--instances N]]
+
+With --blob-store postgresql it runs twice on one PostgreSQL database, with
+the filesystem blob store and then with the PostgreSQL one, and prints the
+two side by side; --instances N starts N gunicorn instances (each with its
+own data dir) and spreads the clients over them (bench/_stores.py).
 """
 
 from __future__ import annotations
@@ -53,9 +59,9 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _stores  # noqa: E402
 from _common import (  # noqa: E402
     Deployment,
-    bench_server,
     count_files,
     filesystem_of,
     form_tokens,
@@ -197,15 +203,16 @@ def measure(kind: str, server, args, ciphertexts: list[bytes], version: int) -> 
     results = context.Queue()
     shares = [list(range(i, args.clients, procs)) for i in range(procs)]
     processes = []
-    for share in shares:
+    bases = getattr(server, "bases", [server.base])  # --instances: processes take turns
+    for n, share in enumerate(shares):
         if kind == "api":  # each client gets its own slice of the pool
             payloads = [ciphertexts[c::args.clients] or ciphertexts for c in share]
         else:
             payloads = share
         processes.append(context.Process(
             target=client_process,
-            args=(kind, server.base, payloads, args.seconds, args.text, version, barrier,
-                  results),
+            args=(kind, bases[n % len(bases)], payloads, args.seconds, args.text, version,
+                  barrier, results),
         ))
     for process in processes:
         process.start()
@@ -272,7 +279,12 @@ def main() -> int:
                         help="distinct API ciphertexts, made before the timed loop")
     parser.add_argument("--paths", default="baseline,nojs,api",
                         help="comma-separated subset of baseline,nojs,api")
+    _stores.add_options(parser, instances=True)
     args = parser.parse_args()
+    if args.instances > 1 and args.blob_store != "postgresql":
+        parser.error("--instances needs --blob-store postgresql (one database for them all)")
+    if args.instances > 1 and args.procs < args.instances:
+        parser.error("--procs must be at least --instances (each process talks to one)")
     kinds = [k for k in args.paths.split(",") if k]
     if not set(kinds) <= set(PATHS):
         parser.error(f"--paths takes {','.join(PATHS)}")
@@ -293,21 +305,36 @@ def main() -> int:
                                            max(args.api_pool, 1), args.text)
             print(f"made {len(ciphertexts)} API ciphertexts of {len(ciphertexts[0])} bytes "
                   f"with the age tool in {time.perf_counter() - started:.1f} s")
-        results = {}
-        with bench_server(work, deployment, workers=args.workers) as server:
-            print(machine_line())
-            print(f"server: gunicorn -c deploy/gunicorn.conf.py, {args.workers} workers and "
-                  f"its threads per worker, SQLite, data dir on {filesystem_of(work)}; clients: "
-                  f"{args.clients} over {min(args.procs, args.clients)} processes, "
-                  f"{args.seconds:g} s per path, timing the POST only (form fetched once "
-                  f"per client; API: create + chunk + finish)", flush=True)
+        broken, by_store = 0, {}
+        for store in _stores.stores(args):
+            results = {}
+            run = work / store
+            run.mkdir()
+            with _stores.servers(run, deployment, workers=args.workers,
+                                 instances=args.instances,
+                                 **_stores.env_for(store, args, run)) as server:
+                print(machine_line())
+                print(f"== {_stores.label(store, args)}, {args.instances} instance(s) ==")
+                print(f"server: gunicorn -c deploy/gunicorn.conf.py, {args.workers} workers "
+                      f"and its threads per worker, data dir on {filesystem_of(work)}; "
+                      f"clients: {args.clients} over {min(args.procs, args.clients)} "
+                      f"processes, {args.seconds:g} s per path, timing the POST only (form "
+                      f"fetched once per client; API: create + chunk + finish)", flush=True)
+                for kind in kinds:
+                    results[kind] = measure(kind, server, args, ciphertexts, keyring.version)
+                    report_line(results[kind])
+                blobs = _stores.count_blobs(store, args, server.data_dirs)
+                baseline_files = sum(count_files(d / "bench-baseline", "*.bin")
+                                     for d in server.data_dirs)
+            broken |= summary(results, blobs, baseline_files)
+            by_store[store] = results
+        if len(by_store) > 1:
+            print(f"side by side ({args.instances} instance(s), reports/s):")
             for kind in kinds:
-                results[kind] = measure(kind, server, args, ciphertexts, keyring.version)
-                report_line(results[kind])
-            blobs = count_files(server.data_dir / "blobs", "*.age")
-            baseline_files = count_files(server.data_dir / "bench-baseline", "*.bin")
-
-    return summary(results, blobs, baseline_files)
+                print(f"  {PATHS[kind]:<30}: " + "   ".join(
+                    f"{store} {results[kind]['rate']:7.1f}"
+                    for store, results in by_store.items()))
+    return broken
 
 
 def report_line(r: dict) -> None:

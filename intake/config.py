@@ -1,16 +1,27 @@
 """Settings from the environment, each with an embedded default.
 
 The names are a contract (see the architecture): INTAKE_DATA_DIR,
-INTAKE_DATABASE_URL, INTAKE_KEYRING, INTAKE_ADMINS, INTAKE_MAX_UPLOAD. Nothing
-needs setting for a demo: data goes to ./var, SQLite lives there, keys are
-read from ./keys. `load_secret_key` creates the Flask secret on first run,
-mode 0600, in the data directory.
+INTAKE_DATABASE_URL, INTAKE_KEYRING, INTAKE_ADMINS, INTAKE_MAX_UPLOAD,
+INTAKE_BLOB_STORE, INTAKE_SECRET_KEY_FILE. Nothing needs setting for a demo:
+data goes to ./var, SQLite lives there, keys are read from ./keys, blobs are
+files in the data directory. `load_secret_key` creates the Flask secret on
+first run, mode 0600, in the data directory.
+
+Several app servers serving one deployment share what must be shared
+through PostgreSQL and one file, never a disk: INTAKE_BLOB_STORE=postgresql
+keeps blobs and upload parts in the database (it refuses any other
+database), and INTAKE_SECRET_KEY_FILE names the session and CSRF secret that
+every instance reads, so that a form fetched from one is posted to another.
+That file is never made here: a missing or damaged one stops the server with
+a sentence that says how to make it, since each host making its own would
+split the deployment silently.
 
 Commands that only read or change an existing deployment (`intake export`,
 `intake purge`) call `Settings.require_existing` first: run from the wrong
 folder, they must say where they looked instead of creating an empty
-deployment there. Only `intake db upgrade`, `serve`, `demo` and the server
-create one.
+deployment there. With the PostgreSQL blob store a deployment is its
+database alone, and they need no data directory at all. Only `intake db
+upgrade`, `serve`, `demo` and the server create one.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +53,10 @@ class Settings:
     admins_path: Path
     max_upload: int
     keyring_check_seconds: float = KEYRING_CHECK_SECONDS
+    #: INTAKE_BLOB_STORE: "filesystem" (blobs in the data dir) or "postgresql".
+    blob_store: str = "filesystem"
+    #: INTAKE_SECRET_KEY_FILE; None: the data dir's generated key.
+    secret_key_file: Path | None = None
 
     @property
     def blob_dir(self) -> Path:
@@ -56,7 +72,8 @@ class Settings:
 
     @property
     def secret_key_path(self) -> Path:
-        return self.data_dir / "secret_key"
+        """INTAKE_SECRET_KEY_FILE if set (shared by every instance), else the data dir's key."""
+        return self.secret_key_file or self.data_dir / "secret_key"
 
     def require_existing(self) -> Settings:
         """These settings, if a deployment lives where they point; else refuse, creating nothing.
@@ -64,9 +81,11 @@ class Settings:
         A deployment is its data folder and a database that answers and is up
         to date (on SQLite, the file in the data folder must exist first, since
         connecting would create it). Only a connection is opened: nothing is
-        made but SQLite's own lock files beside an existing database.
+        made but SQLite's own lock files beside an existing database. With the
+        PostgreSQL blob store the data folder is not looked at: an admin
+        command may run on a host that has none.
         """
-        if not self.data_dir.is_dir():
+        if self.blob_store != "postgresql" and not self.data_dir.is_dir():
             raise IntakeError(
                 f"There is no intake deployment at {self.data_dir}: run the command in the "
                 "deployment's folder, or set INTAKE_DATA_DIR to its data folder."
@@ -105,10 +124,28 @@ def _sqlite_file(database_url: str) -> Path | None:
     return Path(url.database).absolute()
 
 
+def _blob_store(env: Mapping[str, str], database_url: str) -> str:
+    from intake.storage.blobs import BLOB_STORES
+
+    kind = (env.get("INTAKE_BLOB_STORE") or "filesystem").strip().lower()
+    if kind not in BLOB_STORES:
+        raise IntakeError(
+            "INTAKE_BLOB_STORE must be filesystem (blobs in the data folder) or postgresql "
+            "(blobs in the database)."
+        )
+    if kind == "postgresql" and not database_url.startswith(("postgresql", "postgres:")):
+        raise IntakeError(
+            "INTAKE_BLOB_STORE=postgresql keeps blobs in PostgreSQL, but INTAKE_DATABASE_URL is "
+            "not a PostgreSQL database; set it to postgresql+psycopg://USER:PASSWORD@HOST/DATABASE."
+        )
+    return kind
+
+
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     data_dir = Path(env.get("INTAKE_DATA_DIR") or "var").absolute()
     database_url = env.get("INTAKE_DATABASE_URL") or f"sqlite:///{data_dir / 'intake.db'}"
+    key_file = env.get("INTAKE_SECRET_KEY_FILE")
     raw_max = env.get("INTAKE_MAX_UPLOAD") or str(DEFAULT_MAX_UPLOAD)
     try:
         max_upload = int(raw_max)
@@ -122,17 +159,51 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         keyring_path=Path(env.get("INTAKE_KEYRING") or "keys/keyring.json").absolute(),
         admins_path=Path(env.get("INTAKE_ADMINS") or "keys/admins.json").absolute(),
         max_upload=max_upload,
+        blob_store=_blob_store(env, database_url),
+        secret_key_file=Path(key_file).absolute() if key_file else None,
     )
 
 
-def load_secret_key(path: Path) -> bytes:
-    """The Flask secret key: read, or made on first run with mode 0600."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.exists():
-        # Another worker may make it first: then use theirs.
-        with contextlib.suppress(FileExistsError):
-            atomic_write(path, secrets.token_hex(32).encode("ascii"), mode=0o600, overwrite=False)
-    key = path.read_bytes().strip()
-    if len(key) < 32:
-        raise IntakeError(f"The secret key file {path} is damaged; delete it to make a new one.")
+#: How to make a shared secret key file, for messages and the operators' guide.
+MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_hex(32))' > FILE; chmod 0640 FILE"
+#: The longest secret key file read (a key is 64 hex digits; anything far longer is not one).
+MAX_KEY_FILE = 4096
+
+
+def load_secret_key(path: Path, *, create: bool = True) -> bytes:
+    """The Flask secret key: read, or (`create`) made on first run with mode 0600.
+
+    A given INTAKE_SECRET_KEY_FILE is read, never made (`create=False`): every
+    instance must read the same one. It must hold at least 32 characters and
+    be neither readable nor writable by every user on the host.
+    """
+    if create:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            # Another worker may make it first: then use theirs.
+            with contextlib.suppress(FileExistsError):
+                atomic_write(path, secrets.token_hex(32).encode("ascii"), mode=0o600,
+                             overwrite=False)
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, "rb") as fh:
+            key = fh.read(MAX_KEY_FILE + 1).strip()
+    except FileNotFoundError:
+        raise IntakeError(
+            f"The secret key file {path} (INTAKE_SECRET_KEY_FILE) does not exist; make it once "
+            f"with {MAKE_KEY.replace('FILE', str(path))}, and give every instance the same file."
+        ) from None
+    except OSError as exc:
+        raise IntakeError(
+            f"The secret key file {path} cannot be read ({exc.strerror}); let the service's "
+            "user read it."
+        ) from None
+    if not stat.S_ISREG(mode) or mode & 0o007:
+        raise IntakeError(
+            f"The secret key file {path} is open to every user on this host (or is not a "
+            f"file); restrict it with chmod 0640 {path}."
+        )
+    if len(key) < 32 or len(key) > MAX_KEY_FILE:
+        hint = "delete it to make a new one" if create else "make it again (deploy/README.md)"
+        raise IntakeError(f"The secret key file {path} is damaged; {hint}.")
     return key

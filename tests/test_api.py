@@ -329,14 +329,15 @@ def test_routing_errors_under_the_api_answer_json(client, method, url, status):
 def _interrupted(client, deployment, settings, stage: str) -> tuple[str, bytes, str | None]:
     from datetime import UTC, datetime
 
-    from intake.storage.blobs import BlobStore
+    from intake.storage.blobs import FilesystemBlobStore
     from intake.storage.submissions import new_submission_id, record_submission
-    from intake.storage.uploads import UploadStore
+    from intake.storage.uploads import FilesystemUploadStore
 
     ciphertext = age_encrypt(deployment, container_plaintext())
     upload_id = upload_all(client, deployment, ciphertext)
     factory = db.make_session_factory(db.make_engine(settings.database_url))
-    uploads, store = UploadStore(settings.upload_dir, factory), BlobStore(settings.blob_dir)
+    uploads = FilesystemUploadStore(settings.upload_dir, factory)
+    store = FilesystemBlobStore(settings.blob_dir)
     with factory() as session, session.begin():  # claimed, then the worker died
         session.execute(update(Upload).where(Upload.id == upload_id).values(state="finishing"))
     submission_id = None
@@ -367,11 +368,11 @@ def test_a_finish_interrupted_at_any_stage_is_completed_once_by_the_next(
 
 
 def test_a_finish_still_running_elsewhere_is_not_taken_over(client, deployment, settings):
-    from intake.storage.uploads import UploadStore
+    from intake.storage.uploads import FilesystemUploadStore
 
     ciphertext = age_encrypt(deployment, container_plaintext())
     upload_id = upload_all(client, deployment, ciphertext)
-    uploads = UploadStore(settings.upload_dir,
+    uploads = FilesystemUploadStore(settings.upload_dir,
                           db.make_session_factory(db.make_engine(settings.database_url)))
     with uploads.claim(upload_id) as held:  # another live request, filing it right now
         assert held is not None
@@ -385,9 +386,9 @@ def test_the_cleanup_never_takes_the_file_of_an_upload_being_created(settings):
     """Seen under load: an upload created while the cleanup ran lost its part file."""
     import threading
 
-    from intake.storage.uploads import UploadStore
+    from intake.storage.uploads import FilesystemUploadStore
 
-    uploads = UploadStore(settings.upload_dir,
+    uploads = FilesystemUploadStore(settings.upload_dir,
                           db.make_session_factory(db.make_engine(settings.database_url)))
     done = threading.Event()
 

@@ -486,6 +486,8 @@ def fill_the_upload_budget(data: Path, version: int) -> list[str]:
     """Leave what an attacker's creates would: open 20 MiB uploads that never send a byte,
     enough to reserve the whole budget (one 4 MiB window each), written straight into the
     server's database (4,096 API calls would only make the test slower)."""
+    from datetime import UTC, datetime
+
     from sqlalchemy import insert
 
     from intake.storage.models import Upload
@@ -493,8 +495,9 @@ def fill_the_upload_budget(data: Path, version: int) -> list[str]:
 
     budget = Budget()
     deadline = int(time.time() // 60) + 16
+    today = datetime.now(UTC).date()  # an open upload keeps the day it began
     rows = [{"id": secrets.token_urlsafe(24), "state": "open", "size": 20 * MiB, "received": 0,
-             "keyring_version": version, "expires_minute": deadline}
+             "keyring_version": version, "expires_minute": deadline, "started_on": today}
             for _ in range(budget.bytes // budget.window)]
     engine = db.make_engine(f"sqlite:///{data / 'intake.db'}")
     try:

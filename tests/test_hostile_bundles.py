@@ -51,7 +51,7 @@ from intake.crypto.envelope import encrypt_bytes
 from intake.errors import IntakeError
 from intake.review.importer import import_bundle
 from intake.storage import db
-from intake.storage.blobs import BlobStore
+from intake.storage.blobs import FilesystemBlobStore
 from intake.storage.models import Base, ExportChallenge, Submission, SubmissionAck
 from intake.storage.submissions import record_submission
 from intake.transfer.ackfile import Opening
@@ -331,7 +331,7 @@ class Server:
     def __init__(self, tmp: Path, database_url: str | None = None):
         self.deployment = Deployment(tmp / "keys").setup(recipients=2)
         self.settings = make_settings(tmp / "var", self.deployment, database_url=database_url)
-        self.store = BlobStore(self.settings.blob_dir)
+        self.store = FilesystemBlobStore(self.settings.blob_dir)
         self.sessions = db.make_session_factory(db.make_engine(self.settings.database_url))
         self.tmp = tmp
 

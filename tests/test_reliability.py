@@ -11,6 +11,15 @@ Every test runs a real gunicorn with deploy/gunicorn.conf.py on loopback:
   reports are intact, and once space is freed reports are accepted again.
 - load: 50 clients send 1,000 reports, half without JavaScript and half
   through the upload API: none lost, none duplicated, no server error.
+- stateless instances (INTAKE_BLOB_STORE=postgresql): an instance killed
+  whole with SIGKILL in the middle of a chunk, and another in the middle of
+  writing a blob into PostgreSQL: the upload resumes and finishes on another
+  instance, the half-written blob is rolled back, nothing half-stored is
+  visible. PostgreSQL itself crashed (`pg_ctl stop -m immediate`, a private
+  cluster) while a blob is being written, then started again: the source
+  gets 503 "try again" (a page, or JSON), never a 500; every report
+  acknowledged before survives and decrypts; an upload resumes from what was
+  acknowledged; and no report's text is in any of PostgreSQL's files.
 
 And the secrets-at-rest check after each: the markers typed into the
 no-JavaScript reports are in no file under the data directory, the server's
@@ -25,6 +34,7 @@ import re
 import secrets
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -421,3 +431,252 @@ def test_twenty_stalled_uploads_do_not_shut_out_the_next_source(tmp_path):
         finally:
             for s in stalled:
                 s.close()
+
+
+# -- stateless instances on PostgreSQL (INTAKE_BLOB_STORE=postgresql) ---------------------------
+# Every report and every upload part lives in PostgreSQL; an app server can die at any moment,
+# and so can PostgreSQL itself.
+
+
+def stateless_env(host: Path, deployment: Deployment, url: str) -> dict[str, str]:
+    (host / "tmp").mkdir(parents=True, exist_ok=True)
+    key = host.parent / "etc" / "secret_key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.write_text(secrets.token_hex(32))
+        key.chmod(0o640)
+    return server_env(host / "var", deployment, host / "tmp", INTAKE_DATABASE_URL=url,
+                      INTAKE_BLOB_STORE="postgresql", INTAKE_SECRET_KEY_FILE=str(key))
+
+
+def chunk_writers(engine) -> int:
+    """Backends with a transaction open that is inserting blob chunks right now."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+            "AND query LIKE 'INSERT INTO blob_chunks%'")).scalar()
+
+
+def stored_narratives(engine, deployment: Deployment) -> dict[str, str]:
+    """Every submission in PostgreSQL, decrypted with a reviewer key: {id: narrative}."""
+    import io
+
+    from intake.crypto.container import extract_container
+    from intake.crypto.envelope import decrypt_stream
+    from intake.storage.pgblobs import PostgresBlobStore
+
+    store, found = PostgresBlobStore(engine), {}
+    for submission_id in store.ids():
+        plain = io.BytesIO()
+        with store.open(submission_id) as fh:
+            decrypt_stream(fh, plain, [deployment.identities[0]])
+        plain.seek(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            report = extract_container(plain, Path(tmp) / "case", durable=False)
+        found[submission_id] = report.document["fields"]["narrative"]
+    return found
+
+
+def stray_chunks(engine) -> int:
+    """Rows of chunks that belong to no submission and no upload in progress."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT count(*) FROM blob_chunks c WHERE NOT EXISTS (SELECT 1 FROM submissions s "
+            "WHERE s.id = c.blob_id) AND NOT EXISTS (SELECT 1 FROM uploads u WHERE "
+            "'part:' || u.id = c.blob_id AND u.state = 'open')")).scalar()
+
+
+def post_in_background(base: str, marker: str, attachment: bytes) -> tuple[threading.Thread,
+                                                                              list]:
+    session = requests.Session()
+    tokens = form_tokens(session.get(f"{base}/en/report", timeout=60).text)
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(session.post(
+                f"{base}/en/report", data={**tokens, **valid_report(narrative=f"{marker} x")},
+                files=[("attachments", ("capture.bin", attachment, "application/octet-stream"))],
+                allow_redirects=False, timeout=300))
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def wait_for(condition, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def shared_postgres() -> str:
+    from test_storage import clean_postgres
+
+    from intake.storage import db
+
+    url = os.environ.get("INTAKE_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("INTAKE_TEST_DATABASE_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    clean_postgres(url)
+    db.upgrade(url)
+    return url
+
+
+def test_an_instance_killed_mid_upload_loses_nothing_and_another_finishes_it(
+    tmp_path, shared_postgres
+):
+    from intake.storage import db
+
+    deployment = Deployment(tmp_path / "keys").setup(recipients=1)
+    engine = db.make_engine(shared_postgres)
+    acknowledged = []
+    env_a = stateless_env(tmp_path / "host-a", deployment, shared_postgres)
+    env_b = stateless_env(tmp_path / "host-b", deployment, shared_postgres)
+    env_c = stateless_env(tmp_path / "host-c", deployment, shared_postgres)
+    try:
+        with gunicorn(env_b, tmp_path / "logs-b", workers=2) as b:
+            with gunicorn(env_a, tmp_path / "logs-a", workers=2) as a:
+                for i, base in enumerate((a, b)):
+                    assert nojs_submit(base, f"BEFORE-{i}").status_code == 303
+                    ciphertext = client_ciphertext(deployment, f"API-BEFORE-{i}")
+                    assert ApiClient(base).submit(ciphertext).status_code == 201
+                    acknowledged += [f"BEFORE-{i}", f"API-BEFORE-{i}"]
+                # The resumable path: instance A dies, whole, in the middle of a chunk.
+                client = ApiClient(a)
+                ciphertext = client_ciphertext(deployment, "RESUMED", os.urandom(3 * MiB))
+                upload_id = client.create(len(ciphertext))
+                assert client.put(upload_id, 0, ciphertext[:MiB]).status_code == 200
+                paused, resume = threading.Event(), threading.Event()
+                chunk = ciphertext[MiB:3 * MiB]
+                outcome: list = []
+                sender = threading.Thread(target=lambda: outcome.append(_try(lambda: client.put(
+                    upload_id, MiB, SlowBody(chunk, len(chunk) // 2, paused, resume)))))
+                sender.start()
+                assert paused.wait(60)
+                time.sleep(0.3)
+                os.killpg(a.pid, signal.SIGKILL)  # the master and every worker of instance A
+                resume.set()
+                sender.join(120)
+                assert isinstance(outcome[0], requests.RequestException) or (
+                    outcome[0].status_code >= 500)
+            # The source's page goes on with instance B, from what was stored.
+            client.base = b
+            assert client.offset(upload_id) == MiB
+            for offset in range(MiB, len(ciphertext), MiB):
+                sent = client.put(upload_id, offset, ciphertext[offset:offset + MiB])
+                assert sent.status_code == 200, sent.text
+            assert client.finish(upload_id, len(ciphertext)).status_code == 201
+            acknowledged.append("RESUMED")
+
+            # The no-JavaScript path: instance C dies while it writes the blob into PostgreSQL.
+            with gunicorn(env_c, tmp_path / "logs-c", workers=1) as c:
+                thread, outcome = post_in_background(c, "KILLED", os.urandom(60 * MiB))
+                wait_for(lambda: chunk_writers(engine) > 0, what="the blob's rows being written")
+                os.killpg(c.pid, signal.SIGKILL)
+                thread.join(300)
+                assert isinstance(outcome[0], requests.RequestException) or (
+                    outcome[0].status_code >= 500)
+            # PostgreSQL sees the connection go and rolls the half-written blob back.
+            wait_for(lambda: chunk_writers(engine) == 0, what="the dead writer's rollback")
+            assert nojs_submit(b, "AFTER").status_code == 303
+            acknowledged.append("AFTER")
+            access = (tmp_path / "logs-b" / "stdout.log").read_text(errors="replace")
+            assert not re.search(r'" 5\d\d ', access), "a server error on the surviving instance"
+
+        narratives = stored_narratives(engine, deployment)
+        states = submission_states(shared_postgres)
+        assert set(narratives) == set(states), "a blob without a row, or a row without a blob"
+        assert sorted(n.split(" ")[0] for n in narratives.values()) == sorted(acknowledged)
+        assert stray_chunks(engine) == 0, "rows of a half-stored report are visible"
+    finally:
+        engine.dispose()
+
+
+def _try(call):
+    try:
+        return call()
+    except requests.RequestException as exc:
+        return exc
+
+
+@pytest.mark.parametrize("mode", ["immediate"])
+def test_postgresql_stopped_mid_write_and_started_again_keeps_what_it_acknowledged(
+    tmp_path, mode
+):
+    """PostgreSQL crashes while a report is being written; sources are told to try again."""
+    from pg_cluster import files_holding, private_cluster
+
+    from intake.storage import db
+
+    deployment = Deployment(tmp_path / "keys").setup(recipients=1)
+    with private_cluster() as cluster:
+        db.upgrade(cluster.url)
+        engine = db.make_engine(cluster.url)
+        env = stateless_env(tmp_path / "host", deployment, cluster.url)
+        acknowledged, secret = [], f"NEVER-ON-DISK-{secrets.token_hex(8)}"
+        try:
+            with gunicorn(env, tmp_path / "logs", workers=2) as base:
+                for i in range(2):
+                    assert nojs_submit(base, f"{secret}-{i}").status_code == 303
+                    acknowledged.append(f"{secret}-{i}")
+                    assert ApiClient(base).submit(
+                        client_ciphertext(deployment, f"API-{i}")).status_code == 201
+                    acknowledged.append(f"API-{i}")
+                client = ApiClient(base)
+                ciphertext = client_ciphertext(deployment, "RESUMED", os.urandom(2 * MiB))
+                upload_id = client.create(len(ciphertext))
+                assert client.put(upload_id, 0, ciphertext[:MiB]).status_code == 200
+
+                later = requests.Session()  # a source whose form was fetched before the stop
+                later_tokens = form_tokens(later.get(f"{base}/en/report", timeout=60).text)
+                thread, outcome = post_in_background(base, "INFLIGHT", os.urandom(80 * MiB))
+                wait_for(lambda: chunk_writers(engine) > 0, what="the blob's rows being written")
+                cluster.stop(mode)
+                thread.join(300)
+                [answer] = outcome
+                assert answer.status_code == 503, answer.status_code
+                assert "Nothing was stored. Please try again in a few minutes." in answer.text
+                # While it is down: a clear "try again", in a page and in JSON.
+                down = later.post(
+                    f"{base}/en/report", data={**later_tokens, **valid_report(narrative="DOWN")},
+                    files=[("attachments", ("", b"", "application/octet-stream"))],
+                    allow_redirects=False, timeout=120)
+                assert down.status_code == 503 and "try again" in down.text
+                refused = client.put(upload_id, MiB, ciphertext[MiB:])
+                assert refused.status_code == 503 and refused.json()["error"] == "unavailable"
+
+                cluster.start()
+                engine.dispose()  # the test's own connections died with the server too
+                assert client.offset(upload_id) == MiB  # the acknowledged part survived
+                assert client.put(upload_id, MiB, ciphertext[MiB:]).status_code == 200
+                assert client.finish(upload_id, len(ciphertext)).status_code == 201
+                acknowledged.append("RESUMED")
+                assert nojs_submit(base, "AFTER").status_code == 303
+                acknowledged.append("AFTER")
+            access = (tmp_path / "logs" / "stdout.log").read_text(errors="replace")
+            assert not re.search(r'" 5(?!03 )\d\d ', access), "a 500 where a 503 was due"
+            assert "Traceback" not in (tmp_path / "logs" / "stderr.log").read_text(
+                errors="replace")
+
+            narratives = stored_narratives(engine, deployment)
+            assert set(narratives) == set(submission_states(cluster.url))
+            assert sorted(n.split(" ")[0] for n in narratives.values()) == sorted(acknowledged)
+            assert stray_chunks(engine) == 0, "rows of a half-stored report are visible"
+            # PostgreSQL only ever received ciphertext: no report's text in any of its files,
+            # the write-ahead log included.
+            everything = [p for p in cluster.data.rglob("*") if p.is_file()]
+            assert not any(files_holding(everything, [secret.encode()]).values())
+        finally:
+            engine.dispose()

@@ -23,7 +23,7 @@ from intake.crypto import keyring as kr
 from intake.crypto.container import safe_name
 from intake.errors import KeyringError
 from intake.storage.blobs import check_id
-from intake.storage.uploads import UploadGone, UploadStore
+from intake.storage.uploads import FilesystemUploadStore, UploadGone
 from intake.web.security import PrivacyFilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +129,8 @@ def test_a_submission_id_that_ends_in_anything_more_is_refused(suffix):
 
 @pytest.mark.parametrize("suffix", ["\n", "\u0661"])
 def test_an_upload_id_that_ends_in_anything_more_is_unknown(tmp_path, suffix):
-    store = UploadStore(tmp_path / "uploads", session_factory=None)  # path() needs no database
+    # path() needs no database
+    store = FilesystemUploadStore(tmp_path / "uploads", session_factory=None)
     with pytest.raises(UploadGone):
         store.path("A" * 32 + suffix)
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import sessionmaker
 
 from intake.errors import IntakeError, StorageFull
 from intake.storage import db
-from intake.storage.blobs import BlobStore, check_id
+from intake.storage.blobs import FilesystemBlobStore, check_id
 from intake.storage.models import Base, KeyringState, Submission, Upload
 from intake.storage.submissions import (
     SubmissionNotStored,
@@ -53,12 +53,31 @@ DAY = date(2026, 11, 28)
 ALLOWED = {
     "submissions": {"id", "received_on", "size", "keyring_version", "state"},
     "keyring_state": {"id", "highest_version"},
-    # While open: sizes, keyring version, a deadline in minutes. Once filed: id, state, a day.
+    # While open: sizes, keyring version, a deadline in minutes, the day it began. Once
+    # filed: id, state, a day.
     "uploads": {"id", "state", "size", "received", "keyring_version", "expires_minute",
-                "expires_on"},
+                "expires_on", "started_on"},
     "export_challenges": {"bundle_id", "recipient_id", "public_key", "exported_on"},
     "submission_acks": {"submission_id", "recipient_id"},
+    # Ciphertext only, in rows of at most 1 MiB (INTAKE_BLOB_STORE=postgresql): the blob's
+    # id, the row's offset in it, the shelf (day of arrival mod 32) that picks its partition.
+    "blob_chunks": {"shelf", "blob_id", "start", "data"},
 }
+#: On PostgreSQL, blob_chunks is partitioned by shelf: these, with its columns, and no others.
+PARTITIONS = {f"blob_chunks_{shelf:02d}" for shelf in range(32)}
+
+
+def table_names(engine) -> set[str]:
+    """Every table, partitions included (SQLAlchemy lists them as tables on PostgreSQL)."""
+    return set(inspect(engine).get_table_names())
+
+
+def partitions(engine) -> set[str]:
+    if engine.dialect.name != "postgresql":
+        return set()
+    with engine.connect() as connection:
+        return set(connection.execute(text(
+            "SELECT relname FROM pg_class WHERE relispartition AND relkind = 'r'")).scalars())
 
 # The database and the file system are slower than Hypothesis' default deadline;
 # fixtures made once per test are reset by each example that needs it.
@@ -123,11 +142,11 @@ def factory(engine) -> sessionmaker:
 
 
 @pytest.fixture
-def store(tmp_path) -> BlobStore:
-    return BlobStore(tmp_path / "blobs")
+def store(tmp_path) -> FilesystemBlobStore:
+    return FilesystemBlobStore(tmp_path / "blobs")
 
 
-def write_blob(store: BlobStore, content: bytes = b"age-encryption.org/v1\n...",
+def write_blob(store: FilesystemBlobStore, content: bytes = b"age-encryption.org/v1\n...",
                day: date = DAY) -> str:
     submission_id = new_submission_id()
     with store.writer(submission_id, day) as fh:
@@ -153,7 +172,7 @@ def test_upgrade_creates_the_tables_and_a_second_upgrade_changes_nothing(databas
     try:
         assert db.current_revision(engine) is None and not db.is_up_to_date(engine)
         db.upgrade(database_url)
-        assert set(inspect(engine).get_table_names()) == set(ALLOWED) | {"alembic_version"}
+        assert table_names(engine) - partitions(engine) == set(ALLOWED) | {"alembic_version"}
         assert db.current_revision(engine) == db.head_revision() and db.is_up_to_date(engine)
         factory = db.make_session_factory(engine)
         with factory() as session:
@@ -172,10 +191,12 @@ def test_upgrade_creates_the_tables_and_a_second_upgrade_changes_nothing(databas
 
 def test_the_database_holds_exactly_the_allowed_columns(engine):
     inspector = inspect(engine)
-    tables = set(inspector.get_table_names()) - {"alembic_version"}
-    assert tables == set(ALLOWED)
+    tables = table_names(engine) - {"alembic_version"}
+    assert tables == set(ALLOWED) | (PARTITIONS if engine.dialect.name == "postgresql" else set())
     for table, columns in ALLOWED.items():
         assert {c["name"] for c in inspector.get_columns(table)} == columns, table
+    for table in partitions(engine):
+        assert {c["name"] for c in inspector.get_columns(table)} == ALLOWED["blob_chunks"], table
     received_on = next(c for c in inspector.get_columns("submissions")
                        if c["name"] == "received_on")
     assert isinstance(received_on["type"], Date) and str(received_on["type"]).upper() == "DATE"
@@ -189,8 +210,38 @@ def test_the_models_declare_exactly_the_allowed_columns():
 
 
 def test_the_models_agree_with_the_migrations(engine):
+    parts = partitions(engine)  # made by the migration from the models' SHELVES, checked below
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        context = MigrationContext.configure(connection, opts={
+            "include_name": lambda name, kind, _parent: not (kind == "table" and name in parts),
+        })
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_blob_chunks_are_partitioned_by_shelf_and_stored_out_of_line_uncompressed(
+    postgres_url,
+):
+    """One partition per shelf, each shelf in its own: purge can rewrite or empty one alone."""
+    from intake.storage.models import SHELVES, shelf_table
+
+    db.upgrade(postgres_url)
+    engine = db.make_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            bounds = dict(connection.execute(text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
+                "WHERE c.relispartition AND c.relkind = 'r'")).all())
+            storage = set(connection.execute(text(
+                "SELECT a.attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "WHERE c.relname LIKE 'blob_chunks%' AND a.attname = 'data'")).scalars())
+            strategy = connection.execute(text(
+                "SELECT partstrat FROM pg_partitioned_table WHERE partrelid = "
+                "'blob_chunks'::regclass")).scalar()
+    finally:
+        engine.dispose()
+    assert SHELVES == 32 and strategy == "l"
+    assert bounds == {shelf_table(s): f"FOR VALUES IN ('{s}')" for s in range(SHELVES)}
+    assert storage == {"e"}  # EXTERNAL: out of line, never compressed
 
 
 def _logging_setup() -> dict[str, tuple[int, list[logging.Handler]]]:
@@ -306,7 +357,7 @@ def test_postgresql_engines_ping_before_use():
 @given(content=st.binary(max_size=200_000), day=days)
 def test_a_blob_is_written_whole_private_and_dated_to_midnight_utc(content, day):
     with tempfile.TemporaryDirectory() as tmp:
-        store = BlobStore(Path(tmp) / "blobs")
+        store = FilesystemBlobStore(Path(tmp) / "blobs")
         submission_id = write_blob(store, content, day)
         path = store.path(submission_id)
         assert os.listdir(store.root) == [f"{submission_id}.age"]
@@ -325,7 +376,7 @@ def test_a_blob_is_written_whole_private_and_dated_to_midnight_utc(content, day)
        error=st.sampled_from([RuntimeError, OSError, ValueError]))
 def test_an_exception_inside_the_writer_leaves_no_file_at_all(written, error):
     with tempfile.TemporaryDirectory() as tmp:
-        store = BlobStore(Path(tmp) / "blobs")
+        store = FilesystemBlobStore(Path(tmp) / "blobs")
         submission_id = new_submission_id()
         with pytest.raises(error), store.writer(submission_id, DAY) as fh:
             fh.write(written)
@@ -369,8 +420,8 @@ def test_ids_that_are_not_32_lower_case_hex_digits_are_refused_everywhere(store,
 
 
 @pytest.fixture(scope="module")
-def shared_store(tmp_path_factory) -> BlobStore:
-    return BlobStore(tmp_path_factory.mktemp("ids") / "blobs")
+def shared_store(tmp_path_factory) -> FilesystemBlobStore:
+    return FilesystemBlobStore(tmp_path_factory.mktemp("ids") / "blobs")
 
 
 @fs_property
@@ -442,7 +493,7 @@ def test_an_existing_store_directory_is_made_private(tmp_path):
     root = tmp_path / "blobs"
     root.mkdir(mode=0o755)
     root.chmod(0o755)
-    BlobStore(root)
+    FilesystemBlobStore(root)
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
 
 
@@ -585,7 +636,7 @@ def test_listable_submissions_are_exactly_the_rows_with_a_blob(factory, layout):
     with factory() as session, session.begin():
         session.execute(delete(Submission))
     with tempfile.TemporaryDirectory() as tmp:
-        store = BlobStore(Path(tmp))
+        store = FilesystemBlobStore(Path(tmp))
         for submission_id, (has_row, has_blob, state) in layout.items():
             if has_blob:
                 with store.writer(submission_id, DAY) as fh:
@@ -692,16 +743,16 @@ def test_the_keyring_floor_is_monotone_under_concurrent_writers_on_two_engines(
 def test_a_filed_upload_row_keeps_no_size_no_keyring_version_and_no_time_finer_than_a_day(
     factory, tmp_path
 ):
-    from intake.storage.uploads import UploadStore
+    from intake.storage.uploads import FilesystemUploadStore
 
     now = [datetime(2026, 11, 28, 23, 59, 30, tzinfo=UTC).timestamp()]
-    uploads = UploadStore(tmp_path / "uploads", factory, clock=lambda: now[0])
+    uploads = FilesystemUploadStore(tmp_path / "uploads", factory, clock=lambda: now[0])
     upload_id = uploads.create(123_456, 7)
     uploads.mark_filed(upload_id)
     with factory() as session:
         row = session.get(Upload, upload_id)
-    assert (row.state, row.size, row.received, row.keyring_version, row.expires_minute) == (
-        "finished", None, None, None, None)
+    assert (row.state, row.size, row.received, row.keyring_version, row.expires_minute,
+            row.started_on) == ("finished", None, None, None, None, None)
     assert type(row.expires_on) is date and row.expires_on == date(2026, 11, 29)
     # A retried finish a minute after midnight still finds it; two days later it is gone.
     now[0] += 60
@@ -718,11 +769,14 @@ def test_a_filed_upload_row_keeps_no_size_no_keyring_version_and_no_time_finer_t
     {"state": "finished", "expires_on": DAY, "keyring_version": 3},
     {"state": "finished", "expires_on": DAY, "expires_minute": 100},
     {"state": "finished"},
-    {"state": "open", "size": 10, "received": 0, "keyring_version": 1},
+    {"state": "finished", "expires_on": DAY, "started_on": DAY},
+    {"state": "open", "size": 10, "received": 0, "keyring_version": 1, "started_on": DAY},
     {"state": "open", "size": 10, "received": 0, "keyring_version": 1, "expires_minute": 5,
-     "expires_on": DAY},
+     "started_on": DAY, "expires_on": DAY},
+    {"state": "open", "size": 10, "received": 0, "keyring_version": 1, "expires_minute": 5},
 ], ids=["finished-size", "finished-received", "finished-version", "finished-minute",
-        "finished-no-day", "open-no-deadline", "open-with-day"])
+        "finished-no-day", "finished-started", "open-no-deadline", "open-with-day",
+        "open-no-start"])
 def test_the_database_refuses_an_upload_row_of_any_other_shape(factory, row):
     with pytest.raises(IntegrityError), factory() as session, session.begin():
         session.add(Upload(id="A" * 32, **row))
@@ -743,21 +797,61 @@ def test_migration_0003_keeps_uploads_in_progress_and_cuts_filed_ones_down(datab
         started = int(time_module.time() // 60)
         command.upgrade(config, "0003_upload_budget")
         assert db.current_revision(engine) == "0003_upload_budget"
-        factory = db.make_session_factory(engine)
-        with factory() as session:
-            opened, filed = (session.get(Upload, c + "x" * 31) for c in "of")
+        with engine.connect() as connection:  # the models are the newest shape: plain SQL here
+            opened, filed = (connection.execute(text(
+                "SELECT state, size, received, keyring_version, expires_minute, expires_on "
+                "FROM uploads WHERE id = :id"), {"id": c + "x" * 31}).one() for c in "of")
         assert (opened.state, opened.size, opened.received, opened.keyring_version) == (
             "open", 5000, 1200, 4)
         assert started + 15 < opened.expires_minute <= int(time_module.time() // 60) + 16
         assert opened.expires_on is None
         assert (filed.state, filed.size, filed.received, filed.keyring_version,
                 filed.expires_minute) == ("finished", None, None, None, None)
-        assert type(filed.expires_on) is date
+        assert filed.expires_on is not None
         # And back: 0002's shape, with the filed upload's sizes unknown (zero).
         command.downgrade(config, "0002")
         with engine.connect() as connection:
             back = dict(connection.execute(text("SELECT id, size FROM uploads")).all())
         assert back == {"o" + "x" * 31: 5000, "f" + "x" * 31: 0}
+        command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def test_migration_0006_dates_uploads_in_progress_and_refuses_to_drop_blobs(database_url):
+    """Open uploads begin today, filed ones keep no start; going back never drops a blob."""
+    from alembic import command
+
+    config = db.alembic_config(database_url)
+    command.upgrade(config, "0004_ack_proofs")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO uploads (id, state, size, received, keyring_version, expires_minute)"
+                " VALUES ('o' || :pad, 'open', 5000, 1200, 4, 500000)"), {"pad": "x" * 31})
+            connection.execute(text(
+                "INSERT INTO uploads (id, state, expires_on) VALUES ('f' || :pad, 'finished', "
+                ":day)"), {"pad": "x" * 31, "day": DAY})
+        command.upgrade(config, "0006_pg_blobs")
+        factory = db.make_session_factory(engine)
+        with factory() as session:
+            opened, filed = (session.get(Upload, c + "x" * 31) for c in "of")
+        assert opened.started_on == datetime.now(UTC).date() and opened.received == 1200
+        assert filed.started_on is None and filed.expires_on == DAY
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO blob_chunks (shelf, blob_id, start, data) VALUES (3, :id, 0, :d)"),
+                {"id": "ab" * 16, "d": b"age"})
+        with pytest.raises(RuntimeError, match="still holds blobs"):
+            command.downgrade(config, "0004_ack_proofs")
+        assert db.current_revision(engine) == "0006_pg_blobs"
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM blob_chunks"))
+        command.downgrade(config, "0004_ack_proofs")
+        assert "blob_chunks" not in table_names(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM uploads")).scalar() == 2
         command.upgrade(config, "head")
     finally:
         engine.dispose()

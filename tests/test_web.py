@@ -430,9 +430,9 @@ def test_the_secret_key_is_made_once_with_mode_0600(settings, app):
 
 
 def test_orphans_are_reported_at_start_and_half_written_blobs_removed(settings, caplog):
-    from intake.storage.blobs import BlobStore
+    from intake.storage.blobs import FilesystemBlobStore
 
-    store = BlobStore(settings.blob_dir)
+    store = FilesystemBlobStore(settings.blob_dir)
     with store.writer("ab" * 16, date(2026, 11, 28)) as fh:
         fh.write(b"a blob whose row never came")
     (settings.blob_dir / ".tmp-00000000deadbeef").write_bytes(b"half")

@@ -105,7 +105,8 @@ def purge(ack_path: Path, quorum: str | None, accept_unproven: bool) -> None:
 
     needed = ack_quorum(quorum) if quorum is not None else quorum_from_env(os.environ)
     settings = settings_from_env().require_existing()
-    result = run_purge(settings, ack_path, quorum=needed, accept_unproven=accept_unproven)
+    result = run_purge(settings, ack_path, quorum=needed, accept_unproven=accept_unproven,
+                       progress=terminal_progress("Reclaiming"))
     if result.format == ACK_V1:
         info(
             f"Warning: this {ACK_V1} file proves nothing; anyone holding the bundle could have "
@@ -135,5 +136,23 @@ def purge(ack_path: Path, quorum: str | None, accept_unproven: bool) -> None:
         f"{len(result.deleted)} deleted, {len(result.waiting)} waiting for more reviewers, "
         f"{len(result.kept)} kept."
     )
+    if settings.blob_store == "postgresql" and result.deleted:
+        show_reclaimed(result.reclaimed)
     if result.problems:
         sys.exit(1)
+
+
+def show_reclaimed(reclaimed) -> None:
+    """What the PostgreSQL blob store did so that deleted blobs leave its files."""
+    info(
+        f"Space of the deleted blobs reclaimed: {len(reclaimed.emptied)} partition(s) emptied, "
+        f"{len(reclaimed.rewritten)} rewritten ({reclaimed.copied / 1e6:.1f} MB of blobs still "
+        "waiting were copied). Their ciphertext is gone from the database's table files; "
+        "the write-ahead log and any standby or archive keep it for their own retention "
+        "(SECURITY.md)."
+    )
+    if reclaimed.busy:
+        info(
+            f"{len(reclaimed.busy)} partition(s) were busy and still hold deleted ciphertext "
+            "in their files; run `intake db reclaim` when the intake is quieter."
+        )

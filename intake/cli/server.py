@@ -1,7 +1,8 @@
-"""`intake serve`, `intake db upgrade` and `intake demo`."""
+"""`intake serve`, `intake db upgrade|move-blobs|reclaim` and `intake demo`."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def serve(host: str, port: int) -> None:
 
 @click.group("db")
 def database() -> None:
-    """The metadata database."""
+    """The database: its schema, and the blobs kept in PostgreSQL."""
 
 
 @database.command("upgrade")
@@ -62,6 +63,77 @@ def upgrade() -> None:
     settings = settings_from_env()
     db.upgrade(settings.database_url)
     info("The database is up to date.")
+
+
+def line_progress(label: str):
+    """Progress for long work: a bar on a terminal, else a line at every tenth of the way."""
+    from intake.cli.common import terminal_progress
+
+    bar = terminal_progress(label)
+    if bar is not None:
+        return bar
+    state = {"last": -1}
+
+    def update(done: int, total: int) -> None:
+        tenth = 10 if total == 0 else done * 10 // total
+        if tenth != state["last"]:
+            state["last"] = tenth
+            info(f"{label}: {tenth * 10}% ({done / 1e6:.1f} of {total / 1e6:.1f} MB)")
+
+    return update
+
+
+@database.command("move-blobs")
+@click.option(
+    "--keep-files",
+    is_flag=True,
+    help="Copy and verify, but leave the files in the data folder "
+    "(a later run without this option deletes them, verified again).",
+)
+def move_blobs(keep_files: bool) -> None:
+    """Move the data folder's blobs into PostgreSQL, verified by hash; run it again to resume.
+
+    Stop every app server first; afterwards set INTAKE_BLOB_STORE=postgresql.
+    """
+    from intake.storage.move_blobs import move_blobs as run_move
+
+    settings = settings_from_env()
+    result = run_move(settings, keep_files=keep_files, progress=line_progress("Moving"))
+    if not (result.moved or result.verified or result.uploads_moved):
+        info("Nothing to move: no blob of a submission is left in "
+             f"{settings.blob_dir}.")
+    else:
+        kept = "" if not keep_files else " The files were kept (--keep-files)."
+        info(
+            f"Moved {result.moved} blob(s) into PostgreSQL and verified {result.verified} moved "
+            f"before, {result.bytes / 1e6:.1f} MB, each checked by SHA-256; "
+            f"{result.deleted_files} file(s) deleted.{kept}"
+        )
+    if result.uploads_moved or result.uploads_dropped:
+        info(f"Uploads in progress: {result.uploads_moved} moved, {result.uploads_dropped} "
+             "dropped (caught while being filed; their sources' pages start them again).")
+    if result.left_behind:
+        info(f"{result.left_behind} blob file(s) without a submission row were left in "
+             f"{settings.blob_dir}; they are not served (an interrupted submission).")
+    if result.missing:
+        info(f"{len(result.missing)} submission(s) have no blob on disk or in PostgreSQL; "
+             "they are not served.")
+    if settings.blob_store != "postgresql":
+        info("Set INTAKE_BLOB_STORE=postgresql for every app server and admin command now.")
+
+
+@database.command("reclaim")
+def reclaim() -> None:
+    """Make every deleted blob's bytes leave PostgreSQL's table files (purge does it too)."""
+    from intake.cli.admin import show_reclaimed
+    from intake.transfer.server_side import reclaim_space
+
+    settings = settings_from_env().require_existing()
+    if settings.blob_store != "postgresql":
+        info("Nothing to do: with INTAKE_BLOB_STORE=filesystem a purged blob's file is deleted "
+             "at once.")
+        return
+    show_reclaimed(reclaim_space(settings, line_progress("Reclaiming")))
 
 
 DEMO_WARNING = "# DEMO ONLY: throwaway keys; never use them for real reports."
@@ -116,13 +188,7 @@ def demo(host: str, port: int) -> None:
     demo_dir = base.data_dir / "demo"
     info("Preparing the demo keys (this takes a few seconds)…")
     keyring_path, admins_path, passphrase = prepare_demo_keys(demo_dir)
-    settings = Settings(
-        data_dir=base.data_dir,
-        database_url=base.database_url,
-        keyring_path=keyring_path,
-        admins_path=admins_path,
-        max_upload=base.max_upload,
-    )
+    settings = dataclasses.replace(base, keyring_path=keyring_path, admins_path=admins_path)
     info(demo_banner(settings, demo_dir, passphrase, host, port))
     _serve(settings, host, port)
 

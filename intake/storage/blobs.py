@@ -1,15 +1,27 @@
-"""The blob store: one age file per submission, written atomically and durably.
+"""The blob store: one age file per submission, behind one interface, on disk or in PostgreSQL.
 
-A blob is ``<root>/<id>.age``; the id is exactly 32 lower-case hex digits, so
-no path can be smuggled in (anything else is a ValueError). The directory is
-mode 0700 and every blob 0600.
+`BlobStore` is the interface, and all that the web layer, export and purge
+use: write a blob whole or not at all (`writer`), read it as a stream
+(`open`), its size and SHA-256, whether it exists, delete it, list the ids,
+find what a crash left (`temp_files`), and, after deletions, make the deleted
+bytes leave the store's files (`reclaim`). A submission id is exactly 32
+lower-case hex digits (anything else is a ValueError), so no path or key can
+be smuggled in. Methods that find a blob take the day it arrived when the
+caller knows it: the PostgreSQL store then looks on that day's shelf only.
+`open_blob_store` picks the backend that INTAKE_BLOB_STORE names.
 
-`BlobStore.writer` yields a file under a random temporary name (``.tmp-<hex>``)
-in the same directory. Only a clean exit makes it the blob: flush, fsync, its
-times set to midnight UTC of the day it arrived, a hard link to ``<id>.age``
-(which never replaces an existing blob), unlink of the temporary name, fsync of
-the directory. On any exception nothing of it remains. The times are set
-before the blob gets its name, so no blob ever shows the time of day it came.
+`FilesystemBlobStore` (INTAKE_BLOB_STORE=filesystem, the default) keeps a
+blob as ``<root>/<id>.age``; the directory is mode 0700 and every blob 0600.
+`intake.storage.pgblobs.PostgresBlobStore` keeps it as chunk rows in the
+database, so that app servers hold nothing.
+
+**The filesystem store.** `writer` yields a file under a random temporary
+name (``.tmp-<hex>``) in the same directory. Only a clean exit makes it the
+blob: flush, fsync, its times set to midnight UTC of the day it arrived, a
+hard link to ``<id>.age`` (which never replaces an existing blob), unlink of
+the temporary name, fsync of the directory. On any exception nothing of it
+remains. The times are set before the blob gets its name, so no blob ever
+shows the time of day it came.
 
 While it is being written a temporary file is locked (flock); `temp_files`
 and `remove_temp_files` see only the unlocked ones, i.e. what a crashed
@@ -18,11 +30,13 @@ process left, so one worker's clean-up never pulls a file from under another.
 What a process cannot hide: the inode change time (ctime) and, on some file
 systems, the birth time record when a blob was written, and inode numbers
 follow the order of arrival. Only the disk's encryption and prompt export and
-purge limit what a seized disk shows of these.
+purge limit what a seized disk shows of these. A deleted blob's blocks are
+the file system's to reuse: `reclaim` has nothing to do here.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import fcntl
@@ -31,12 +45,19 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 from intake.fsutil import fsync_dir
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from intake.config import Settings
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _BLOB_NAME = re.compile(r"([0-9a-f]{32})\.age")
@@ -76,8 +97,98 @@ def _open_read(path: Path) -> int:
         return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
 
 
-class BlobStore:
+#: Called with (bytes done, bytes in all) as long work goes on.
+Progress = Callable[[int, int], None]
+
+#: The blob stores INTAKE_BLOB_STORE may name.
+BLOB_STORES = ("filesystem", "postgresql")
+
+
+@dataclass
+class Reclaimed:
+    """What `BlobStore.reclaim` did: which shelves it emptied or rewrote, and which were busy."""
+
+    emptied: list[int] = field(default_factory=list)
+    rewritten: list[int] = field(default_factory=list)
+    busy: list[int] = field(default_factory=list)
+    #: Live bytes the rewrites copied.
+    copied: int = 0
+
+
+class BlobStore(abc.ABC):
+    """The one interface to blobs (see the module docstring); ids are checked by every method."""
+
+    #: The INTAKE_BLOB_STORE value that chooses this store.
+    kind: ClassVar[str]
+
+    @abc.abstractmethod
+    def writer(self, submission_id: str, day: date) -> AbstractContextManager[BinaryIO]:
+        """Yield a binary file; a clean exit makes its bytes the blob of `submission_id`.
+
+        Durable and complete before the block ends, or absent: an exception
+        (or a crash) leaves nothing that `ids` or `exists` would see. Raises
+        FileExistsError (before or after writing) if that blob exists.
+        """
+
+    @abc.abstractmethod
+    def open(self, submission_id: str, day: date | None = None) -> BinaryIO:
+        """The blob, open for binary reading in bounded pieces (FileNotFoundError if none)."""
+
+    @abc.abstractmethod
+    def size(self, submission_id: str, day: date | None = None) -> int:
+        """The blob's size in bytes (FileNotFoundError if there is none)."""
+
+    @abc.abstractmethod
+    def exists(self, submission_id: str, day: date | None = None) -> bool:
+        """Whether the blob is there, whole."""
+
+    @abc.abstractmethod
+    def delete(self, submission_id: str, day: date | None = None) -> None:
+        """Remove the blob, durably; no error if it is already gone. See `reclaim`."""
+
+    @abc.abstractmethod
+    def ids(self) -> set[str]:
+        """The ids of every blob in the store."""
+
+    def sha256(self, submission_id: str, day: date | None = None) -> str:
+        """The blob's SHA-256, hex, read in bounded pieces."""
+        digest = hashlib.sha256()
+        with self.open(submission_id, day) as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def temp_files(self) -> list[Path]:
+        """Unfinished writes an interrupted process left behind (none where a crash leaves none)."""
+        return []
+
+    def remove_temp_files(self) -> int:
+        """Remove `temp_files` (never one being written); return how many went."""
+        return 0
+
+    def reclaim(self, *, everything: bool = False, progress: Progress | None = None) -> Reclaimed:
+        """After `delete`, make the deleted bytes leave the store's live files, where it can.
+
+        `everything`: go over the whole store, not only what this process deleted.
+        """
+        return Reclaimed()
+
+
+def open_blob_store(settings: Settings, engine: Engine | None = None) -> BlobStore:
+    """The blob store INTAKE_BLOB_STORE names; the PostgreSQL one runs on `engine`."""
+    if settings.blob_store == "postgresql":
+        if engine is None:
+            raise ValueError("the PostgreSQL blob store needs the database engine")
+        from intake.storage.pgblobs import PostgresBlobStore
+
+        return PostgresBlobStore(engine)
+    return FilesystemBlobStore(settings.blob_dir)
+
+
+class FilesystemBlobStore(BlobStore):
     """Ciphertext files named by submission id under `root` (created mode 0700)."""
+
+    kind = "filesystem"
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -169,28 +280,24 @@ class BlobStore:
                         return match.group(1)
         return None
 
-    def exists(self, submission_id: str) -> bool:
+    def exists(self, submission_id: str, day: date | None = None) -> bool:
         try:
             return stat.S_ISREG(os.lstat(self.path(submission_id)).st_mode)
         except FileNotFoundError:
             return False
 
-    def open(self, submission_id: str) -> BinaryIO:
+    def open(self, submission_id: str, day: date | None = None) -> BinaryIO:
         """The blob, open for binary reading (FileNotFoundError if there is none)."""
         return os.fdopen(_open_read(self.path(submission_id)), "rb")
 
-    def size(self, submission_id: str) -> int:
+    def size(self, submission_id: str, day: date | None = None) -> int:
         return os.lstat(self.path(submission_id)).st_size
 
-    def sha256(self, submission_id: str) -> str:
-        """The blob's SHA-256, hex, read in bounded chunks."""
-        digest = hashlib.sha256()
-        with self.open(submission_id) as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest()
+    def day_of(self, submission_id: str) -> date:
+        """The day the blob is dated to (its mtime, midnight UTC)."""
+        return datetime.fromtimestamp(os.lstat(self.path(submission_id)).st_mtime, UTC).date()
 
-    def delete(self, submission_id: str) -> None:
+    def delete(self, submission_id: str, day: date | None = None) -> None:
         """Remove the blob, durably; no error if it is already gone."""
         self.path(submission_id).unlink(missing_ok=True)
         fsync_dir(self.root)

@@ -7,6 +7,10 @@ left in a free page of a seized disk); on PostgreSQL a pre-ping, so a restarted
 server costs no request. Bound parameters are hidden from log lines and error
 messages on both, so an id or a day never reaches a log through an exception.
 
+`is_unavailable` tells a database that cannot answer now (stopped,
+restarting, unreachable, out of connections) from other failures: the web
+layer answers the first with 503 "try again", since nothing was stored.
+
 `advisory_lock` serialises admin commands across every host that shares one
 PostgreSQL database (on SQLite, which lives on one host, the caller's file
 lock is enough).
@@ -40,7 +44,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
 from intake.errors import IntakeError
@@ -232,6 +244,33 @@ def explain_connect_failure(exc: BaseException, url: URL) -> DatabaseSetupError 
         f"Cannot connect to PostgreSQL at {where} as user {user} ({detail}); check "
         "INTAKE_DATABASE_URL and that PostgreSQL is running."
     )
+
+
+#: SQLSTATE classes of a server that is going away or not yet there: 08 connection
+#: exception, 57P01-57P03 admin/crash shutdown and "cannot connect now" (starting up).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_unavailable(exc: BaseException | None) -> bool:
+    """Whether `exc`, or anything it was raised from, says the database cannot answer now.
+
+    A stopped, restarting or unreachable PostgreSQL, a connection it dropped,
+    a pool with no free connection in time, a SQLite database locked past its
+    busy timeout. Not a refused statement, a constraint or a full disk.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (DisconnectionError, PoolTimeout)):
+            return True
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            state = getattr(exc.orig, "sqlstate", None)
+            if state is None or state.startswith(_UNAVAILABLE_STATES):
+                return True
+        if isinstance(exc, DBAPIError) and getattr(exc, "connection_invalidated", False):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -10,6 +10,16 @@ declared and arrived sizes, its keyring version and the minute it expires if
 nothing more arrives; once filed, only its id, its state and the day its row
 goes, and a check constraint holds every row to one of these two shapes.
 
+`BlobChunk` holds ciphertext, and only ciphertext: with INTAKE_BLOB_STORE=
+postgresql, each submission's age file (and each browser upload in progress)
+is cut into rows of at most 1 MiB, keyed by the submission's random id (or
+``part:`` and the upload's id), the byte offset the row starts at, and a
+shelf (the day it arrived, modulo `SHELVES`) that picks the partition it is
+stored in, so that purge can rewrite or empty one partition at a time
+(`intake.storage.pgblobs`). The bytes are what the browser or the server
+encrypted with age: nothing in the row is plaintext, and no column says
+anything the submission's own row does not.
+
 The migrations in `migrations/versions/` are the schema's source of truth in a
 database; these models must agree with them (a test compares the two).
 """
@@ -18,7 +28,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Integer, String
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 #: A submission's life: received, then exported in a bundle, then purged after the ack.
@@ -84,9 +104,11 @@ UPLOAD_STATES = ("open", "finishing", "finished")
 #: nothing but the day its row goes. Shared with migration 0003_upload_budget.
 UPLOAD_ROW_SHAPE = (
     "(state IN ('open', 'finishing') AND size IS NOT NULL AND received IS NOT NULL"
-    " AND keyring_version IS NOT NULL AND expires_minute IS NOT NULL AND expires_on IS NULL)"
+    " AND keyring_version IS NOT NULL AND expires_minute IS NOT NULL AND started_on IS NOT NULL"
+    " AND expires_on IS NULL)"
     " OR (state = 'finished' AND size IS NULL AND received IS NULL"
-    " AND keyring_version IS NULL AND expires_minute IS NULL AND expires_on IS NOT NULL)"
+    " AND keyring_version IS NULL AND expires_minute IS NULL AND started_on IS NULL"
+    " AND expires_on IS NOT NULL)"
 )
 
 
@@ -96,8 +118,11 @@ class Upload(Base):
     Its id is a capability (192 random bits) and is never a submission id.
     An open upload expires when nothing arrives for 15 minutes: its deadline is
     kept to the minute (`expires_minute`), which is what a 15-minute deadline
-    needs. A filed upload keeps no size, no keyring version and no time finer
-    than a day (`expires_on`).
+    needs. While open it also keeps the day it began (`started_on`): its
+    submission is dated to that day, and with the PostgreSQL blob store its
+    chunks lie on that day's shelf, so that filing it moves no byte. A filed
+    upload keeps no size, no keyring version, no start and no time finer than a
+    day (`expires_on`).
     """
 
     __tablename__ = "uploads"
@@ -113,12 +138,56 @@ class Upload(Base):
     keyring_version: Mapped[int | None] = mapped_column(Integer)
     expires_minute: Mapped[int | None] = mapped_column(Integer)  # minutes since the epoch, UTC
     expires_on: Mapped[date | None] = mapped_column(Date)  # a filed row goes after this day
+    started_on: Mapped[date | None] = mapped_column(Date)  # the day it began, while open
 
-    @validates("expires_on")
-    def _only_a_day(self, _key: str, value: date | None) -> date | None:
+    @validates("expires_on", "started_on")
+    def _only_a_day(self, key: str, value: date | None) -> date | None:
         if value is not None and (isinstance(value, datetime) or not isinstance(value, date)):
-            raise TypeError("expires_on is a day (datetime.date), never a time")
+            raise TypeError(f"{key} is a day (datetime.date), never a time")
         return value
+
+
+#: Partitions of `blob_chunks` (PostgreSQL): a blob lies on shelf (day's ordinal % SHELVES).
+SHELVES = 32
+
+
+def shelf_of(day: date) -> int:
+    """The shelf (partition) of the blobs that arrived on `day`."""
+    if isinstance(day, datetime) or not isinstance(day, date):
+        raise TypeError("a shelf is chosen by a day (datetime.date), never a time")
+    return day.toordinal() % SHELVES
+
+
+def shelf_table(shelf: int) -> str:
+    """The name of the partition that holds shelf `shelf`."""
+    if isinstance(shelf, bool) or not isinstance(shelf, int) or not 0 <= shelf < SHELVES:
+        raise ValueError(f"a shelf is a whole number from 0 to {SHELVES - 1}")
+    return f"blob_chunks_{shelf:02d}"
+
+
+class BlobChunk(Base):
+    """A piece of ciphertext (at most `intake.storage.pgblobs.CHUNK` bytes) of one blob.
+
+    Only with INTAKE_BLOB_STORE=postgresql; on SQLite the table exists and
+    stays empty. `blob_id` is a submission id, or ``part:`` and an upload id
+    while the upload is in progress; `start` is the offset of `data` in the
+    blob; `shelf` is `shelf_of` the day the blob arrived and picks the
+    partition (`blob_chunks_NN`, LIST-partitioned on PostgreSQL). `data` is
+    age ciphertext (see the module docstring), stored out of line and
+    uncompressed (STORAGE EXTERNAL: ciphertext does not compress).
+    """
+
+    __tablename__ = "blob_chunks"
+    __table_args__ = (
+        PrimaryKeyConstraint("blob_id", "start", "shelf", name="blob_chunks_pkey"),
+        CheckConstraint("start >= 0", name="blob_chunk_start"),
+        {"postgresql_partition_by": "LIST (shelf)"},
+    )
+
+    shelf: Mapped[int] = mapped_column(SmallInteger)
+    blob_id: Mapped[str] = mapped_column(String(64))
+    start: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ExportChallenge(Base):

@@ -2,10 +2,11 @@
 
 A submission exists once its blob is durable *and* its row is committed.
 `record_submission` is called only after `BlobStore.writer` has closed
-cleanly; if the row cannot be committed, the blob is deleted, so nothing
-half-exists. What a crash can still leave (a blob whose row never came, a row
-whose blob went, a temporary file) is found by `find_orphans` and never served:
-`listable_submissions` returns only rows whose blob is there.
+cleanly (on disk or in PostgreSQL alike); if the row cannot be committed, the
+blob is deleted, so nothing half-exists. What a crash can still leave (a blob
+whose row never came, a row whose blob went, a temporary file) is found by
+`find_orphans` and never served: `listable_submissions` returns only rows
+whose blob is there.
 
 The keyring version floor only ever rises: `raise_keyring_version` is one
 conditional UPDATE, safe with any number of processes on either database.
@@ -13,6 +14,7 @@ conditional UPDATE, safe with any number of processes on either database.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from datetime import date
@@ -61,7 +63,7 @@ def record_submission(
         row = Submission(
             id=submission_id,
             received_on=day,
-            size=store.size(submission_id),
+            size=store.size(submission_id, day),
             keyring_version=keyring_version,
             state="received",
         )
@@ -69,12 +71,12 @@ def record_submission(
         with session_factory(expire_on_commit=False) as session, session.begin():
             session.add(row)
     except DBAPIError as exc:
-        store.delete(submission_id)
+        _forget(store, submission_id, day)
         if is_storage_full(exc):
             raise StorageFull("The database is out of space.") from None
         reason = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
     except BaseException:
-        store.delete(submission_id)
+        _forget(store, submission_id, day)
         raise
     else:
         return row
@@ -83,6 +85,13 @@ def record_submission(
         f"The report could not be stored ({reason} from the database); nothing was "
         "kept, so it can be sent again."
     )
+
+
+def _forget(store: BlobStore, submission_id: str, day: date) -> None:
+    """Delete the blob whose row failed. In PostgreSQL that needs the database: if it is
+    the database that failed, the blob stays, an orphan that is never served."""
+    with contextlib.suppress(DBAPIError):
+        store.delete(submission_id, day)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,16 @@ Two exports (or purges) at once cannot take the same submissions: a lock
 file in the data directory serialises them on one host, a PostgreSQL
 advisory lock across every host that shares the database (several
 application servers, two admins), and the rows move from received to
-exported in conditional UPDATEs.
+exported in conditional UPDATEs. With the PostgreSQL blob store only the
+database lock is taken and no data directory is needed: export and purge
+run from any host that reaches the database.
+
+Blobs are reached only through the blob store's interface
+(`intake.storage.blobs.BlobStore`), each on the day its row says it arrived,
+and streamed in bounded pieces both ways. After purge deletes blobs it asks
+the store to `reclaim` their space: in PostgreSQL that empties or rewrites the
+partitions they were on, so the deleted ciphertext leaves the table's files
+(`intake.storage.pgblobs`); `PurgeResult.reclaimed` says what was done.
 
 Purge reads a return file (`intake.transfer.ackfile`). A v2 file counts only
 through its valid proofs: each is checked against the stored public key of
@@ -48,7 +57,7 @@ from intake.errors import IntakeError
 from intake.fsutil import atomic_writer
 from intake.limits import MAX_RECIPIENTS
 from intake.storage import db
-from intake.storage.blobs import BlobStore
+from intake.storage.blobs import BlobStore, Reclaimed, open_blob_store
 from intake.storage.models import ExportChallenge, Submission, SubmissionAck
 from intake.storage.submissions import highest_keyring_version, listable_submissions
 from intake.transfer import proof
@@ -98,8 +107,21 @@ def quorum_from_env(env: Mapping[str, str]) -> int:
 
 
 @contextlib.contextmanager
-def export_lock(data_dir: Path, engine: Engine) -> Iterator[None]:
-    """One export or purge at a time: on this host (a file lock) and on the database."""
+def export_lock(data_dir: Path | None, engine: Engine) -> Iterator[None]:
+    """One export or purge at a time: on this host (a file lock) and on the database.
+
+    `data_dir` None (the PostgreSQL blob store): the database's lock alone, which
+    every host sees; no file is touched.
+    """
+    if data_dir is None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("without a data directory only PostgreSQL's lock serialises")
+        try:
+            with db.advisory_lock(engine, db.EXPORT_LOCK):
+                yield
+        except db.LockBusy:
+            raise IntakeError(BUSY) from None
+        return
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(data_dir / ".export.lock", "a+b") as fh:
         try:
@@ -129,6 +151,11 @@ def _bundle_path(out_dir: Path) -> Path:
     while (out_dir / f"intake-export-{day}-{n}.tar").exists():
         n += 1
     return out_dir / f"intake-export-{day}-{n}.tar"
+
+
+def lock_dir(settings: Settings) -> Path | None:
+    """Where the host's export lock file lives: the data dir, or nowhere (PostgreSQL store)."""
+    return None if settings.blob_store == "postgresql" else settings.data_dir
 
 
 def _today() -> date:
@@ -205,10 +232,10 @@ def export_bundles(
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.database_url)
     sessions = db.make_session_factory(engine)
-    store = BlobStore(settings.blob_dir)
+    store = open_blob_store(settings, engine)
     result = Export()
     try:
-        with export_lock(settings.data_dir, engine):
+        with export_lock(lock_dir(settings), engine):
             states = ("received", "exported") if everything else ("received",)
             with sessions() as session:
                 rows = [r for r in listable_submissions(session, store) if r.state in states]
@@ -216,8 +243,8 @@ def export_bundles(
                 Entry(
                     id=r.id,
                     received_on=r.received_on.isoformat(),
-                    size=store.size(r.id),
-                    sha256=store.sha256(r.id),
+                    size=store.size(r.id, r.received_on),
+                    sha256=store.sha256(r.id, r.received_on),
                     keyring_version=r.keyring_version,
                 )
                 for r in rows
@@ -259,7 +286,7 @@ def _write_bundle(
     ):
         tar.addfile(_tar_info("manifest.json", len(manifest)), io.BytesIO(manifest))
         for entry in entries:
-            with store.open(entry.id) as blob:
+            with store.open(entry.id, date.fromisoformat(entry.received_on)) as blob:
                 tar.addfile(_tar_info(member_name(entry.id), entry.size), blob)
             done += entry.size
             if progress:
@@ -336,14 +363,17 @@ class PurgeResult:
     forged: int = 0  # proofs whose signature does not match this file
     unknown_bundle: int = 0  # proofs for a bundle (or reviewer) this server has no challenge of
     replies_skipped: int = 0
+    #: What the blob store did to make the deleted bytes leave its files.
+    reclaimed: Reclaimed = field(default_factory=Reclaimed)
 
     @property
     def problems(self) -> bool:
-        return bool(self.kept or self.forged or self.unknown_bundle)
+        return bool(self.kept or self.forged or self.unknown_bundle or self.reclaimed.busy)
 
 
 def purge(
-    settings: Settings, ack_path: Path, *, quorum: int = 1, accept_unproven: bool = False
+    settings: Settings, ack_path: Path, *, quorum: int = 1, accept_unproven: bool = False,
+    progress: Progress | None = None,
 ) -> PurgeResult:
     """Record the proven acks in `ack_path` and delete what has its quorum of reviewers."""
     ack = read_ack(Path(ack_path))
@@ -361,10 +391,10 @@ def purge(
             )
     engine = db.make_engine(settings.database_url)
     sessions = db.make_session_factory(engine)
-    store = BlobStore(settings.blob_dir)
+    store = open_blob_store(settings, engine)
     result = PurgeResult(format=ack.format, replies_skipped=len(ack.replies))
     try:
-        with export_lock(settings.data_dir, engine):
+        with export_lock(lock_dir(settings), engine):
             if ack.format != ACK_V1:
                 _check_proofs(ack, sessions, result)
                 if not result.proven:
@@ -376,6 +406,8 @@ def purge(
                     )
             for submission_id, sha256 in ack.submissions:
                 _purge_one(submission_id, sha256, ack, sessions, store, quorum, result)
+            if result.deleted:
+                result.reclaimed = store.reclaim(progress=progress)
     finally:
         engine.dispose()
     return result
@@ -416,10 +448,11 @@ def _purge_one(
     if row.state != "exported":
         result.kept.append((submission_id, "not exported yet; it is never deleted"))
         return
-    if not store.exists(submission_id):
+    day = row.received_on
+    if not store.exists(submission_id, day):
         result.kept.append((submission_id, "its blob is missing on the server"))
         return
-    if store.sha256(submission_id) != sha256:
+    if store.sha256(submission_id, day) != sha256:
         result.kept.append((submission_id, "the hash does not match the server's copy"))
         return
     if ack.format == ACK_V1:
@@ -442,10 +475,26 @@ def _purge_one(
     if reviewers < quorum:
         result.waiting.append((submission_id, reviewers, quorum))
         return
-    store.delete(submission_id)
+    store.delete(submission_id, day)
     with sessions() as session, session.begin():
         session.execute(delete(SubmissionAck).where(SubmissionAck.submission_id == submission_id))
         session.execute(
             delete(Submission).where(Submission.id == submission_id, Submission.state == "exported")
         )
     result.deleted.append(submission_id)
+
+
+def reclaim_space(settings: Settings, progress: Progress | None = None) -> Reclaimed:
+    """`intake db reclaim`: make every deleted blob's bytes leave the store's files.
+
+    What purge does for the blobs it deleted, over the whole store: after a
+    purge that was interrupted, or one that found a partition busy. Takes the
+    export lock, so it never runs beside an export or a purge.
+    """
+    engine = db.make_engine(settings.database_url)
+    try:
+        store = open_blob_store(settings, engine)
+        with export_lock(lock_dir(settings), engine):
+            return store.reclaim(everything=True, progress=progress)
+    finally:
+        engine.dispose()

@@ -10,15 +10,15 @@ when the open uploads hold the whole budget (`intake.storage.uploads`).
 Finishing checks, without a key, everything about the ciphertext that can be
 checked (`intake.crypto.header.check_client_ciphertext`) against the keyring
 version the page encrypted to, then files it in the blob store exactly like
-the no-JavaScript path. Every state-changing call needs the CSRF token in the
+the no-JavaScript path, through the upload store's interface (the parts may be
+files or rows in PostgreSQL: an upload begun on one app server is finished on
+another). Every state-changing call needs the CSRF token in the
 ``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,16 @@ from intake.crypto import payload
 from intake.crypto.header import check_client_ciphertext, declared_size_problem
 from intake.errors import EnvelopeError
 from intake.limits import MAX_AGE_HEADER, UPLOAD_CHUNK, MiB
-from intake.storage.models import Submission
 from intake.storage.models import Upload as UploadRow
-from intake.storage.submissions import new_submission_id, record_submission
-from intake.storage.uploads import OffsetMismatch, UploadBudgetFull, UploadGone, UploadNotOpen
+from intake.storage.uploads import (
+    OffsetMismatch,
+    UploadBudgetFull,
+    UploadGone,
+    UploadInProgress,
+    UploadNotOpen,
+    UploadRefused,
+)
 from intake.web.keyring_state import IntakeClosed
-from intake.web.pipeline import today
 
 CHUNK_SIZE = UPLOAD_CHUNK
 MAX_CHUNK = 8 * MiB
@@ -229,56 +233,39 @@ def finish(upload_id: str):
     if upload.received != upload.size:
         raise ApiError(409, "incomplete", "Part of the upload is missing; resume it.",
                        offset=upload.received)
-    with state.uploads.claim(upload_id) as part:
-        if part is None:
-            raise ApiError(409, "in_progress", "This upload is being filed; ask again in a moment.")
-        earlier = state.store.linked_to(part)
-        if earlier is not None:
-            # A finish was interrupted after the part file became a blob: complete
-            # that submission rather than file the same ciphertext twice.
-            _complete(upload_id, earlier, upload.keyring_version)
-            return jsonify(status="stored"), 201
-        _file(upload)
+    try:
+        filed = state.uploads.file(upload_id, state.store, _checker(upload),
+                                   prefix=FINISH_PREFIX)
+    except UploadInProgress:
+        raise ApiError(409, "in_progress",
+                       "This upload is being filed; ask again in a moment.") from None
+    except UploadRefused as refused:
+        if isinstance(refused.reason, ApiError):
+            raise refused.reason from None
+        raise ApiError(404, "unknown_upload",
+                       "This upload is unknown or expired; start the upload again.") from None
+    except UploadGone:
+        raise ApiError(404, "unknown_upload",
+                       "This upload is unknown or expired; start the upload again.") from None
+    if not filed:  # another request filed it meanwhile: this one was a retry
+        return jsonify(status="stored"), 200
     return jsonify(status="stored"), 201
 
 
-def _file(upload: UploadRow) -> None:
-    """Check the finished upload and file it as a new submission (the claim is held)."""
-    state, upload_id = _state(), upload.id
-    keyring = _keyring()
-    if keyring.version != upload.keyring_version:
-        state.uploads.discard(upload_id)
-        raise _stale(keyring)
-    path = state.uploads.path(upload_id)
-    try:
-        with path.open("rb") as fh:
-            prefix = fh.read(FINISH_PREFIX)
-        check_client_ciphertext(prefix, expected_recipients=len(keyring.active_recipients()),
-                                total_size=upload.size)
-    except EnvelopeError as exc:
-        state.uploads.discard(upload_id)
-        raise ApiError(422, "bad_ciphertext", str(exc)) from None
-    submission_id = new_submission_id()
-    day = today()
-    try:
-        state.store.adopt(path, submission_id, day)
-        record_submission(state.session_factory, state.store, submission_id=submission_id,
-                          day=day, keyring_version=keyring.version)
-    except BaseException:
-        state.uploads.reopen(upload_id)  # the part file is intact: finish again
-        raise
-    state.uploads.mark_filed(upload_id)
+def _checker(upload: UploadRow):
+    """What the upload store calls, under its claim, with the upload's first bytes: check,
+    without a key, everything about the ciphertext that can be checked against the keyring
+    version the page encrypted to; return the version to record, or refuse (discarded)."""
 
+    def check(prefix: bytes) -> int:
+        keyring = _keyring()
+        if keyring.version != upload.keyring_version:
+            raise UploadRefused(_stale(keyring))
+        try:
+            check_client_ciphertext(prefix, expected_recipients=len(keyring.active_recipients()),
+                                    total_size=upload.size)
+        except EnvelopeError as exc:
+            raise UploadRefused(ApiError(422, "bad_ciphertext", str(exc))) from None
+        return keyring.version
 
-def _complete(upload_id: str, submission_id: str, keyring_version: int) -> None:
-    """Finish what an interrupted finish began: its blob exists, its row may not."""
-    state = _state()
-    with state.session_factory() as session:
-        recorded = session.get(Submission, submission_id) is not None
-    if not recorded:
-        blob_day = datetime.fromtimestamp(
-            os.stat(state.store.path(submission_id)).st_mtime, UTC
-        ).date()
-        record_submission(state.session_factory, state.store, submission_id=submission_id,
-                          day=blob_day, keyring_version=keyring_version)
-    state.uploads.mark_filed(upload_id)
+    return check

@@ -1,4 +1,11 @@
-"""`build_app`: the whole web application, from settings, in one readable place."""
+"""`build_app`: the whole web application, from settings, in one readable place.
+
+The blob and upload stores come from INTAKE_BLOB_STORE (`open_blob_store`,
+`open_upload_store`); the app uses them only through their interfaces. A
+database that cannot answer (stopped, restarting, unreachable) gets 503 and
+"nothing was stored, try again" (a page, or JSON under the API), never a 500:
+every write is whole or absent, so sending again is always safe.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +25,14 @@ from intake.config import QUICK_EXIT_URL, Settings, load_secret_key
 from intake.errors import IntakeError, is_storage_full
 from intake.resources import STATIC, TRANSLATIONS, check_installed
 from intake.storage import db
-from intake.storage.blobs import BlobStore
-from intake.storage.submissions import find_orphans, highest_keyring_version, raise_keyring_version
-from intake.storage.uploads import UploadStore
+from intake.storage.blobs import BlobStore, FilesystemBlobStore, open_blob_store
+from intake.storage.submissions import (
+    SubmissionNotStored,
+    find_orphans,
+    highest_keyring_version,
+    raise_keyring_version,
+)
+from intake.storage.uploads import UploadStore, open_upload_store
 from intake.web import api, report
 from intake.web.i18n import (
     DEFAULT_LANGUAGE,
@@ -64,7 +76,9 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     app.session_interface = RequestSecureSessionInterface()
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     app.config.update(
-        SECRET_KEY=load_secret_key(settings.secret_key_path),
+        # A shared INTAKE_SECRET_KEY_FILE is read, never made: every instance must have the same.
+        SECRET_KEY=load_secret_key(settings.secret_key_path,
+                                   create=settings.secret_key_file is None),
         MAX_CONTENT_LENGTH=settings.max_upload,
         SESSION_COOKIE_NAME="session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -82,7 +96,7 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     if not db.is_up_to_date(engine):
         raise IntakeError("The database is not up to date; run `intake db upgrade` first.")
     session_factory = db.make_session_factory(engine)
-    store = BlobStore(settings.blob_dir)
+    store = open_blob_store(settings, engine)
     watcher = KeyringWatcher(
         settings.keyring_path,
         settings.admins_path,
@@ -90,13 +104,15 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         raise_version=lambda v: raise_keyring_version(session_factory, v),
         interval=settings.keyring_check_seconds,
     )
-    uploads = UploadStore(settings.upload_dir, session_factory)
+    uploads = open_upload_store(settings, session_factory, engine)
     app.extensions["intake"] = IntakeState(
         settings, store, session_factory, watcher, uploads, vendor=load_vendor_manifest()
     )
     Babel(app, locale_selector=lambda: g.get("lang", DEFAULT_LANGUAGE))
 
     report_orphans(session_factory, store)
+    if store.kind == "postgresql":
+        report_unmoved_blobs(settings)
     # Check the keyring once at start: a refusal is logged for the admin, and
     # the form stays closed until a valid keyring arrives.
     with contextlib.suppress(IntakeClosed):
@@ -131,6 +147,8 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
     def internal_error(exc: Exception) -> tuple[Any, int]:
         if is_storage_full(exc):
             return storage_full()
+        if db.is_unavailable(exc) or isinstance(exc, SubmissionNotStored):
+            return unavailable(exc)
         app.logger.error(
             "internal error while serving %s: %s", request.endpoint, type(exc).__name__
         )
@@ -166,6 +184,28 @@ def storage_full() -> tuple[Any, int]:
     if _is_api_request():
         return jsonify(error="storage_full", message=message), 507
     return render_template("error.html", title=_("The intake is full"), message=message), 507
+
+
+#: Seconds a source is asked to wait before sending again when the database is away.
+RETRY_AFTER_SECONDS = 60
+
+
+def unavailable(exc: Exception) -> tuple[Any, int, dict[str, str]]:
+    """503 for a report the database could not take now (stopped, restarting, unreachable).
+
+    Nothing of it was kept: a blob is written in one transaction, and its row
+    after it, so sending again is safe. The admin log names only the error's
+    class (the database's message may quote a row).
+    """
+    admin_log.error("the database did not answer (%s): a report was refused, nothing stored",
+                    type(exc).__name__)
+    message = _("Nothing was stored. Please try again in a few minutes.")
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if _is_api_request():
+        return jsonify(error="unavailable", message=message), 503, headers
+    return render_template(
+        "error.html", title=_("The intake cannot store reports right now"), message=message,
+    ), 503, headers
 
 
 def _http_error_text(exc: HTTPException) -> dict[str, str]:
@@ -206,6 +246,18 @@ def load_vendor_manifest() -> dict[str, str] | None:
         return None
     vendor = json.loads(manifest.read_text())
     return vendor if (STATIC / "vendor" / vendor["file"]).is_file() else None
+
+
+def report_unmoved_blobs(settings: Settings) -> None:
+    """With the PostgreSQL store, say if the data folder still holds blobs that no one serves."""
+    if not settings.blob_dir.is_dir():
+        return
+    left = FilesystemBlobStore(settings.blob_dir).ids()
+    if left:
+        admin_log.warning(
+            "%d blob(s) are still in the data folder's blobs/ and are not served with "
+            "INTAKE_BLOB_STORE=postgresql; move them with `intake db move-blobs`", len(left)
+        )
 
 
 def report_orphans(session_factory: sessionmaker, store: BlobStore) -> None:
