@@ -23,10 +23,11 @@ bind = os.environ.get("INTAKE_BIND", "127.0.0.1:8000")
 # passes them on (deploy/nginx.conf), so they hold a thread for milliseconds.
 # 3 processes x 128 threads hold 250 slow form uploads with room to spare for
 # everyone else (bench/slow_sources.py: 500 slow sources, half on each path).
-# An idle thread costs little (ThreadPoolExecutor starts them as needed; each
-# slow upload costs about 0.1 MiB of memory): measured against gevent in
-# README.md, "Performance", where every long C call (age, fsync, SQLite's busy
-# wait, Argon2id) would freeze every upload in the process.
+# Threads start only as needed (ThreadPoolExecutor), and gunicorn and nginx
+# together held those 500 in 500 to 725 MiB. Measured against gevent in
+# README.md, "Performance": gevent held them too, in twice the memory, and
+# every long C call there (age, fsync, SQLite's busy wait, Argon2id) would
+# freeze every upload of the process.
 worker_class = "gthread"
 workers = int(os.environ.get("INTAKE_WORKERS", multiprocessing.cpu_count() + 1))
 threads = int(os.environ.get("INTAKE_THREADS", 128))
