@@ -109,3 +109,29 @@ def test_the_lock_file_is_empty_and_its_owners_alone(tmp_path):
     lock = tmp_path / "intake.db.writers"
     mode = os.stat(lock).st_mode
     assert stat.S_IMODE(mode) == 0o600 and lock.read_bytes() == b""
+
+
+def test_a_transaction_that_waited_in_vain_goes_ahead_once_not_once_per_statement(tmp_path):
+    path = tmp_path / "slow.db"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 5})
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    queue = sqlite_writers.install(engine, path, wait_seconds=0.2)
+    asked = []
+    acquire = queue.acquire
+    queue.acquire = lambda: asked.append(1) or acquire()  # type: ignore[method-assign]
+    assert queue._thread_lock.acquire()  # another thread of this process holds the turn
+    try:
+        with engine.begin() as conn:
+            for n in range(5):
+                conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+    finally:
+        queue._thread_lock.release()
+    assert len(asked) == 1  # the statements after the first did not queue again
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 5
+    # The next transaction queues again, and gets its turn now that it is free.
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (5)"))
+        assert queue._thread_lock.locked()
+    assert len(asked) == 2 and not queue._thread_lock.locked()

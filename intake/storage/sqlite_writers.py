@@ -14,9 +14,10 @@ back, or when the connection is reset, invalidated or closed. A blocked
 
 Nothing about what is written changes: transactions, their order of commits
 and durability are SQLite's. A writer that waits longer than SQLite's own busy
-timeout goes ahead without its turn (and SQLite's busy handler decides), so a
-second write transaction opened by a thread that already holds one is
-answered as before, by SQLite, never by a deadlock here.
+timeout goes ahead without its turn for the rest of its transaction (and
+SQLite's busy handler decides), so a second write transaction opened by a
+thread that already holds one is answered as before, by SQLite, never by a
+deadlock here.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
-#: Set in a connection's info while it holds its turn.
+#: Set in a connection's info while it holds its turn, or went ahead without one.
 _HOLDS = "intake.sqlite_writer_turn"
+_WENT_AHEAD = "intake.sqlite_writer_went_ahead"
 
 
 class WriterQueue:
@@ -106,14 +108,20 @@ def install(engine: Engine, database: Path, wait_seconds: float) -> WriterQueue:
     @event.listens_for(engine, "before_cursor_execute")
     def _take_turn(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         info = conn.info
-        if not info.get(_HOLDS) and _WRITE.match(statement) and queue.acquire():
-            info[_HOLDS] = True
-            turns[id(conn.connection.dbapi_connection)] = info
+        if info.get(_HOLDS) or info.get(_WENT_AHEAD) or not _WRITE.match(statement):
+            return
+        # A transaction that waited its whole wait in vain goes ahead once, not once
+        # per statement: SQLite's busy handler decides for the rest of it.
+        info[_HOLDS if queue.acquire() else _WENT_AHEAD] = True
+        turns[id(conn.connection.dbapi_connection)] = info
 
     def give_back(connection: Any) -> None:
         # The pool's proxy or the DBAPI connection itself, depending on the caller.
         info = turns.pop(id(getattr(connection, "dbapi_connection", connection)), None)
-        if info is not None and info.pop(_HOLDS, False):
+        if info is None:
+            return
+        info.pop(_WENT_AHEAD, None)
+        if info.pop(_HOLDS, False):
             queue.release()
 
     dialect = engine.dialect
