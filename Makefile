@@ -20,7 +20,7 @@ LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_36
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 WHEEL   = dist/intake-$(VERSION)-py3-none-any.whl
 
-.PHONY: test demo lint install clean translations vendor screenshots lock dist offline-bundle
+.PHONY: test demo lint install clean translations vendor screenshots lock dist offline-bundle bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ test: lint translations
 
 demo: $(DEMO_STAMP)
 	$(BIN)/intake demo --port $(PORT)
+
+# Every benchmark (bench/run_all.py; about an hour, most of it the browser's), one table of
+# their outcomes, each output in bench/logs/. BENCH_ARGS=--readme rewrites README.md's
+# table; BENCH_ARGS=--quick is a smoke run at small sizes. Needs age, nginx and chromium.
+bench: $(TEST_STAMP) translations
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 # The lock files, from pyproject.toml's dependency lists, by a hash-pinned uv
 # (requirements/lock-tool.in names its version): one per install profile.

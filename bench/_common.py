@@ -9,6 +9,7 @@ the end whatever happens.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import sys
@@ -29,6 +30,7 @@ from helpers import (  # noqa: E402
 )
 
 __all__ = [
+    "RESULT_PREFIX",
     "Deployment",
     "Server",
     "bench_server",
@@ -37,6 +39,7 @@ __all__ = [
     "machine_busy_seconds",
     "machine_line",
     "percentile",
+    "print_result",
     "valid_report",
     "vm_hwm",
 ]
@@ -101,6 +104,26 @@ def vm_hwm(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
+#: The line each benchmark ends with, which bench/run_all.py collects into one table.
+RESULT_PREFIX = "BENCH-RESULT "
+#: CPU (in cores) taken by other work above which a figure is marked as taken on a busy machine.
+BUSY = 0.25
+
+
+def print_result(bench: str, figure: str, target: str, met: bool, *, other_load: float,
+                 reason: str = "") -> None:
+    """One benchmark's outcome, as a line for `make bench` to collect.
+
+    `figure` is the measured ratio (and what else the table shows), `target` the
+    issue's target, `reason` why a miss is a miss (the limit measured), and
+    `other_load` the CPU (cores) other work on the machine took meanwhile.
+    """
+    print(RESULT_PREFIX + json.dumps({
+        "bench": bench, "figure": figure, "target": target, "met": bool(met),
+        "other_load": round(other_load, 2), "busy": other_load > BUSY, "reason": reason,
+    }, ensure_ascii=False), flush=True)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The nearest-rank percentile of `values` (NaN if empty)."""
     if not values:
@@ -137,7 +160,10 @@ def bench_server(
 ) -> Iterator[Server]:
     """gunicorn -c deploy/gunicorn.conf.py serving the bench app from `work`."""
     (work / "tmp").mkdir(exist_ok=True)
-    env = server_env(work / "var", deployment, work / "tmp", **env_extra)
+    # The receipts' real Argon2id cost: what a report costs in production (the tests'
+    # helper makes it cheap).
+    env = server_env(work / "var", deployment, work / "tmp", full_cost_receipts=True,
+                     **env_extra)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(BENCH), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )

@@ -19,7 +19,7 @@ RUNS times in turn:
              recipients (the crypto floor, a subprocess).
 
 Prints the median time and MB/s of each (MB = 10^6 bytes), the ratio
-full/transport (target: within 2.5x), and the worker's peak RSS growth over
+full/transport (target, issue 12: within 4x), and the worker's peak RSS growth over
 the full runs: VmHWM from /proc/<worker>/status after a small warm-up
 report and after the last run (target: at most 64 MiB). Usage:
     .venv/bin/python bench/large_upload.py [--mib 256] [--runs 3]
@@ -59,11 +59,12 @@ from _common import (  # noqa: E402
     form_tokens,
     machine_busy_seconds,
     machine_line,
+    print_result,
     valid_report,
     vm_hwm,
 )
 
-TARGET_RATIO = 2.5
+TARGET_RATIO = 4.0
 TARGET_GROWTH = 64 * MiB
 #: CPU (in cores) taken by other processes above which the figures are flagged.
 BUSY = 0.25
@@ -264,6 +265,15 @@ def run_store(args: argparse.Namespace, store: str) -> tuple[int, tuple[float, i
     print(f"worker peak RSS growth (VmHWM)     : {growth / MiB:7.1f} MiB after {args.runs} full "
           f"run(s), {growth_after_first / MiB:.1f} MiB after the first (target <= "
           f"{TARGET_GROWTH // MiB} MiB: {'met' if growth <= TARGET_GROWTH else 'NOT met'})")
+    met = ratio <= TARGET_RATIO and growth <= TARGET_GROWTH
+    print_result(
+        "large_upload", f"{args.mib} MiB no-JS upload {ratio:.2f}x the transport floor "
+        f"({mb / median['full']:.0f} vs {mb / median['transport']:.0f} MB/s); worker RSS growth "
+        f"{growth / MiB:.0f} MiB",
+        f"<= {TARGET_RATIO:g}x, RSS growth <= {TARGET_GROWTH // MiB} MiB", met,
+        other_load=max(0.0, other),
+        reason="" if met else "two passes over the file: spool, then container and age "
+        "(README, Performance)")
     expected = args.runs + 1
     big_blobs = sum(s > size for s in blob_sizes)
     print(f"stored blobs {blobs} ({big_blobs} larger than the file), expected {expected} "

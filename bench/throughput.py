@@ -24,10 +24,13 @@ SECONDS:
 
 What is timed: the POST alone (for the API, its three requests). Each client
 fetches the form once, before the timed loop, for its session cookie and CSRF
-token, and reuses both for every report. Prints reports/s, p50 and p99
-latency per path, server and client CPU, the ratios to the baseline (target:
-no-JS >= 0.6 of the baseline) and checks that the data directory holds one
-blob per successful report. Usage:
+token, and reuses both for every report; each body gets a fresh multipart
+boundary, as a browser's does (Werkzeug compiles its parser's expressions for
+each new boundary). Prints reports/s, p50 and p99 latency per path, server and
+client CPU, the server's CPU per report and its ratio to the baseline's
+(target, issue 12: no-JS <= 3x the baseline, with p99 <= 250 ms under this
+load), and checks that the data directory holds one blob per successful
+report. Usage:
     .venv/bin/python bench/throughput.py [--seconds 30] [--clients 20] [--procs 2]
         [--blob-store postgresql [--database-url URL] [--instances N]]
 
@@ -43,6 +46,7 @@ import argparse
 import multiprocessing
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -66,12 +70,15 @@ from _common import (  # noqa: E402
     machine_line,
     narrative,
     percentile,
+    print_result,
     valid_report,
 )
 
 from intake.crypto.container import ContainerReader  # noqa: E402
 
-TARGET = 0.6
+#: Server CPU per no-JS report against the bare fsync endpoint's, and its p99 under load.
+TARGET_CPU_RATIO = 3.0
+TARGET_P99 = 0.250
 #: CPU (in cores) taken by other processes above which a path's figures are flagged.
 BUSY = 0.25
 PATHS = {
@@ -98,12 +105,15 @@ def form_client(kind: str, base: str, text_size: int) -> Callable[[], Outcome]:
         data=data,
         files=[("attachments", ("", b"", "application/octet-stream"))],
     ).prepare()
-    body, headers = prepared.body, {"Content-Type": prepared.headers["Content-Type"]}
+    body, content_type = prepared.body, prepared.headers["Content-Type"]
+    boundary = content_type.split("boundary=", 1)[1].encode()
     url = f"{base}/en/report" if kind == "nojs" else f"{base}/bench/baseline"
 
     def one() -> Outcome:
-        response = session.post(url, data=body, headers=headers, allow_redirects=False,
-                                timeout=120)
+        fresh = secrets.token_hex(16).encode()  # as long as requests' own: same body length
+        response = session.post(
+            url, data=body.replace(boundary, fresh), allow_redirects=False, timeout=120,
+            headers={"Content-Type": f"multipart/form-data; boundary={fresh.decode()}"})
         # The form answers with the thank-you page and its receipt; the baseline redirects.
         ok = (response.status_code == 200 and 'id="receipt"' in response.text) if kind == "nojs" \
             else (response.status_code == 303 and response.headers["Location"].endswith("/thanks"))
@@ -352,15 +362,31 @@ def report_line(r: dict) -> None:
 def summary(results: dict, blobs: int, baseline_files: int) -> int:
     broken = False
     base = results.get("baseline")
+    nojs = results.get("nojs")
     if base and base["ok"]:
         for kind, label in (("nojs", "no-JS"), ("api", "API")):
             if kind in results:
                 ratio = results[kind]["rate"] / base["rate"]
-                goal = (
-                    f"target >= {TARGET}: {'met' if ratio >= TARGET else 'NOT met'}"
-                    if kind == "nojs" else "no target stated"
-                )
-                print(f"ratio {label + ' / baseline':<18}: {ratio:5.2f} ({goal})")
+                print(f"throughput {label + ' / baseline':<18}: {ratio:5.2f}")
+    for r in results.values():
+        if r["ok"]:
+            print(f"server CPU per report, {PATHS[r['kind']]:<30}: "
+                  f"{r['server_cpu'] / r['rate'] * 1000:6.2f} ms")
+    if base and base["ok"] and nojs and nojs["ok"]:
+        per_report = nojs["server_cpu"] / nojs["rate"]
+        floor = base["server_cpu"] / base["rate"]
+        ratio = per_report / floor
+        met = ratio <= TARGET_CPU_RATIO and nojs["p99"] <= TARGET_P99
+        other = max(base["other_cpu"], nojs["other_cpu"])
+        print(f"no-JS server CPU / baseline's: {ratio:5.2f}x (target <= {TARGET_CPU_RATIO:g}x), "
+              f"p99 {nojs['p99'] * 1000:.0f} ms (target <= {TARGET_P99 * 1000:.0f} ms): "
+              f"{'met' if met else 'NOT met'}")
+        print_result(
+            "throughput", f"no-JS server CPU {per_report * 1000:.2f} ms = {ratio:.2f}x the bare "
+            f"fsync endpoint's {floor * 1000:.2f} ms; p99 {nojs['p99'] * 1000:.0f} ms at "
+            f"{nojs['rate']:.0f} reports/s",
+            f"<= {TARGET_CPU_RATIO:g}x, p99 <= {TARGET_P99 * 1000:.0f} ms", met, other_load=other,
+            reason="" if met else "see README, Performance: where a report's CPU goes")
     for r in results.values():
         if r["ok"] == 0 or r["warm_errors"]:
             print(f"bench: {PATHS[r['kind']]} is broken: {r['ok']} reports stored, "

@@ -15,14 +15,22 @@ from gunicorn import glogging
 wsgi_app = "intake:create_app()"
 bind = os.environ.get("INTAKE_BIND", "127.0.0.1:8000")
 
-# Threads keep a slow Tor upload from holding a whole process. Every request
-# in progress holds a thread until its body has arrived (nginx streams bodies
-# through, so a source on a slow circuit holds one for minutes): 16 threads
-# per process keep a few dozen slow uploads, or a slow-client attack of that
-# size, from shutting out everyone else. Two cores give three processes.
+# Threads keep a slow Tor upload from holding a whole process. A no-JavaScript
+# upload holds a thread until its body has arrived: its body is plaintext, so
+# nginx streams it through instead of buffering it to disk, and a source on a
+# slow circuit holds that thread for minutes (20 MiB at 20 KB/s: 17 minutes).
+# The upload API's chunks are ciphertext, which nginx receives whole before it
+# passes them on (deploy/nginx.conf), so they hold a thread for milliseconds.
+# 3 processes x 128 threads hold 250 slow form uploads with room to spare for
+# everyone else (bench/slow_sources.py: 500 slow sources, half on each path).
+# Threads start only as needed (ThreadPoolExecutor), and gunicorn and nginx
+# together held those 500 in 500 to 725 MiB. Measured against gevent in
+# README.md, "Performance": gevent held them too, in twice the memory, and
+# every long C call there (age, fsync, SQLite's busy wait, Argon2id) would
+# freeze every upload of the process.
 worker_class = "gthread"
 workers = int(os.environ.get("INTAKE_WORKERS", multiprocessing.cpu_count() + 1))
-threads = int(os.environ.get("INTAKE_THREADS", 16))
+threads = int(os.environ.get("INTAKE_THREADS", 128))
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

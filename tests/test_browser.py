@@ -811,3 +811,61 @@ def test_a_source_deletes_the_mailbox_after_confirming(new_page, deployment, tmp
         page.locator("#deleted").wait_for()
         assert not open_over_http(base, receipt).opened
         assert len(stored_blobs(data)) == 1  # the report itself stays for the reviewers
+
+
+def test_the_page_shows_the_time_left_in_its_language_and_only_once_it_has_a_rate(
+    new_page, deployment, tmp_path
+):
+    """In Arabic: "estimating" until the server acknowledges a first chunk, then one of the
+    page's own Arabic time-left sentences; the report is filed all the same."""
+    answers = minimal_answers(f"The video shows the infection {MARKER}.")
+    evidence = random_file_with_marker(
+        tmp_path / "files" / "recording.mp4", 2 * CHUNK_SIZE + MiB, MARKER, [5000]
+    )
+    held: list = []
+    with intake_server(tmp_path, deployment) as (base, data):
+        page = new_page()
+        traffic = Traffic().attach(page)
+
+        def chunk(route):
+            if route.request.method == "PUT":
+                held.append(route)  # answered by the test, below
+            else:
+                route.continue_()
+
+        page.route(CHUNK_URL, chunk)
+        fill_in(page, base, answers, [evidence], lang="ar")
+        words = page.evaluate(
+            "JSON.parse(document.getElementById('intake-config').textContent)"
+            ".messages.time_left"
+        )
+        page.locator("#report-form button[type=submit]").click()
+        time_left = page.locator("#progress-time")
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert held, diagnostics(page, traffic)
+        # Nothing acknowledged yet: no rate of the connection is known, so no figure.
+        assert time_left.inner_text() == words["estimating"]
+        seen = []
+        while held or not page.url.endswith("/ar/thanks"):
+            if held:
+                held.pop(0).continue_()
+                page.wait_for_timeout(300)
+                with contextlib.suppress(Exception):  # the last one leads on to the thanks page
+                    if text := time_left.inner_text(timeout=1000):
+                        seen.append(text)
+            elif time.monotonic() > deadline:
+                raise AssertionError(diagnostics(page, traffic))
+            else:
+                page.wait_for_timeout(100)
+        wait_for_thanks(page, base, traffic, "ar")
+
+    figures = [w for w in seen if w != words["estimating"]]
+    assert figures, seen
+    sentences = {words["under_a_minute"], words["over"], *words["minutes"][1:],
+                 *words["hours"][1:]}
+    assert set(figures) <= sentences
+    assert all(re.search(r"[\u0600-\u06ff]", w) and not re.search(r"[A-Za-z]", w)
+               for w in figures), figures
+    assert len(stored_blobs(data)) == 1

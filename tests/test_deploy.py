@@ -34,6 +34,7 @@ from helpers import ROOT, Deployment, gunicorn, server_env, submit, thanked
 
 from intake.crypto.envelope import decrypt_stream
 from intake.limits import DEFAULT_MAX_UPLOAD
+from intake.web.api import MAX_CHUNK
 from intake.web.security import SECURITY_HEADERS
 
 DEPLOY = ROOT / "deploy"
@@ -197,8 +198,9 @@ def test_a_broken_nginx_conf_fails_the_same_check(tmp_path):
 
 
 def test_nginx_body_limit_is_the_apps_default_max_upload():
-    [[size]] = directive("client_max_body_size")
-    assert nginx_size(size) == DEFAULT_MAX_UPLOAD
+    # The server's limit; the upload API's chunk location has its own, smaller one.
+    [size], [chunk] = directive("client_max_body_size")
+    assert nginx_size(size) == DEFAULT_MAX_UPLOAD and nginx_size(chunk) == MAX_CHUNK
 
 
 def test_nginx_never_spools_bodies_to_disk_and_logs_nothing_about_clients():
@@ -207,7 +209,11 @@ def test_nginx_never_spools_bodies_to_disk_and_logs_nothing_about_clients():
         "proxy_max_temp_file_size", "server_tokens", "access_log", "error_log",
         "client_body_buffer_size",
     )}
-    assert one["proxy_request_buffering"] == [["off"]]
+    # Streamed through, everywhere but the upload API's chunks (ciphertext, see below).
+    assert one["proxy_request_buffering"] == [["off"], ["on"]]
+    assert [ctx for ctx, name, args in nginx_directives(NGINX_CONF.read_text())
+            if name == "proxy_request_buffering"] == [("http", "server"),
+                                                      ("http", "server", "location")]
     assert one["proxy_http_version"] == [["1.1"]]
     assert one["client_body_in_file_only"] == [["off"]]
     assert one["proxy_max_temp_file_size"] == [["0"]]
@@ -229,6 +235,36 @@ def test_nginx_never_spools_bodies_to_disk_and_logs_nothing_about_clients():
         assert headers[name] == [""], name
 
 
+def api_chunk_location() -> tuple[str, str]:
+    """The one location that buffers request bodies: its pattern and its block."""
+    [(pattern, block)] = re.findall(r'location ~ "([^"]+)" \{([^}]*)\}', NGINX_CONF.read_text())
+    return pattern, block
+
+
+def test_nginx_buffers_only_the_upload_apis_chunks_which_are_ciphertext():
+    pattern, block = api_chunk_location()
+    assert "proxy_request_buffering on;" in block
+    # No bigger body than the API's largest chunk is ever stored.
+    [[limit]] = directive("client_max_body_size", "http {" + block + "}")
+    assert nginx_size(limit) == MAX_CHUNK
+    chunk = "/api/v1/uploads/" + "A" * 32
+    assert re.search(pattern, chunk)
+    # The form (plaintext without JavaScript) and every other API call stream through.
+    for path in ("/en/report", "/ar/report", "/api/v1/uploads", chunk + "/finish",
+                 "/api/v1/uploads/" + "A" * 31, "/api/v1/keyring", "/en/report?x=/api/v1/uploads/"
+                 + "A" * 32):
+        assert not re.search(pattern, path.split("?")[0]), path
+    # Each chunk's Content-Length is known: the API refuses chunks without one.
+    assert "chunked_transfer_encoding" not in block
+
+
+def test_nginx_drops_idle_upstream_connections_before_gunicorn_does():
+    [[timeout]] = directive("keepalive_timeout", re.search(
+        r"upstream intake \{[^}]*\}", NGINX_CONF.read_text()).group(0))
+    keepalive = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))["keepalive"]
+    assert int(timeout.rstrip("s")) < keepalive
+
+
 def test_nginx_adds_exactly_the_apps_security_headers_once():
     added = directive("add_header")
     # No location repeats them (an add_header in a location would drop the server's).
@@ -245,7 +281,7 @@ def test_nginx_proxies_to_where_gunicorn_listens_and_loads_nothing_from_elsewher
     upstream = [args for ctx, name, args in nginx_directives(NGINX_CONF.read_text())
                 if name == "server" and ctx == ("http", "upstream")]
     assert upstream == [[bind]]
-    assert directive("proxy_pass") == [["http://intake"]]
+    assert directive("proxy_pass") == [["http://intake"], ["http://intake"]]
     assert nginx_listen() == "127.0.0.1:8080"
     # Only loopback: the onion service is the way in.
     assert all(args[0].startswith("127.0.0.1:") for args in directive("listen"))

@@ -16,6 +16,7 @@ distinct proven reviewers; a file fed twice counts once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -34,8 +35,10 @@ from hostile.bundles import (
     AckWorld,
     Kit,
     Member,
+    container,
     gnu_sparse_bundle,
     junk_age_file,
+    raw_container,
     tar_bytes,
 )
 from hypothesis import HealthCheck, given, settings
@@ -631,3 +634,72 @@ def test_a_bundle_path_that_is_no_file_gets_a_sentence_and_never_blocks(kind, ki
     assert status == 1 and len(err.strip().splitlines()) == 1
     assert {"fifo": "not a regular file", "device": "not a regular file",
             "missing": "There is no bundle"}[kind] in err
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root`, by relative path (the store's database aside)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith("cases.db")}
+
+
+def test_decrypting_in_worker_processes_files_exactly_what_one_process_files(kit, tmp_path):
+    """Every kind of outcome, interleaved, in a bundle large enough for the pool: the same
+    result lists in the same order, the same case folders byte for byte, the same set aside."""
+    stranger = str(kit.stranger.to_public())
+    altered = bytearray(kit.report("altered", files={"big.bin": os.urandom(100_000)}))
+    altered[-200] ^= 1
+    link = Member("attachments/01-x", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+    odd = [
+        junk_age_file(),
+        kit.report("theirs", to=[stranger]),
+        bytes(altered),
+        kit.sealed(raw_container({"schema": "intake-report/v1", "lang": "en", "fields": {},
+                                  "attachments": []}, [link])),
+        encrypt_bytes(container({"categories": 5}), [kit.recipient(0)]),
+    ]
+    blobs = []
+    for i in range(24):
+        blobs.append(kit.report(f"report {i}", files={f"note{i}.txt": f"file {i}".encode()}))
+        if i % 5 == 0:
+            blobs.append(odd[i // 5])
+    bundle = kit.bundle(blobs)
+    results = {}
+    for workers in (1, 2):
+        cases = tmp_path / f"cases-{workers}"
+        results[workers] = import_bundle(bundle, [kit.reviewers[0]], cases, workers=workers)
+        assert not list(cases.glob(".import-*")), "a staging folder was left behind"
+    serial, parallel = results[1], results[2]
+    assert len(serial.added) == 24 and len(serial.set_aside) == 3
+    assert len(serial.not_for_these_identities) == 2
+    assert parallel == serial
+    assert _tree(tmp_path / "cases-2") == _tree(tmp_path / "cases-1")
+
+
+def test_an_error_half_way_through_a_parallel_import_leaves_no_plaintext_behind(
+    kit, tmp_path, monkeypatch
+):
+    """The workers build cases ahead of the main process; when it stops on an error, every
+    staging folder they built is removed with the rest, and no case is filed."""
+    from intake.review import importer
+
+    bundle = kit.bundle([kit.report(f"report {i}") for i in range(20)])
+    calls = []
+    original = importer._opened
+
+    def opened_then_fail(*args, **kwargs):
+        with original(*args, **kwargs) as outcomes:
+            def failing():
+                for n, item in enumerate(outcomes):
+                    calls.append(n)
+                    if n == 10:
+                        raise OSError(28, "No space left on device")
+                    yield item
+            yield failing()
+
+    monkeypatch.setattr(importer, "_opened", contextlib.contextmanager(opened_then_fail))
+    cases = tmp_path / "cases"
+    with pytest.raises(OSError):
+        import_bundle(bundle, [kit.reviewers[0]], cases, workers=2)
+    assert calls and max(calls) == 10
+    assert case_dirs(cases) == []
+    assert [p for p in cases.iterdir() if p.name.startswith(".import-")] == []

@@ -302,3 +302,31 @@ def test_logs_hold_no_address(stack):
         text = "\n".join(lines)
         assert not re.search(r"\b\d{1,3}(\.\d{1,3}){3}\b", text), (log, text[-500:])
         assert "CANARY-" not in text, log
+
+
+def test_an_api_chunk_waits_whole_in_nginx_as_ciphertext_only(stack, tmp_path):
+    """The upload API's chunks are the one body nginx buffers (deploy/nginx.conf): on disk,
+    in its body temp dir, and only ever ciphertext; the form's body never is (above)."""
+    from reliability_support import ApiClient, client_ciphertext
+
+    prefix, trace = tmp_path / "nginx", tmp_path / "trace.txt"
+    marker = f"CANARY-{secrets.token_hex(12)}"
+    ciphertext = client_ciphertext(stack.deployment, marker,
+                                   attachment=marked_attachment(marker, MiB))
+    before = set((stack.data / "blobs").glob("*.age"))
+    with run_nginx(prefix, stack.upstream, trace=trace) as base:
+        answer = ApiClient(base).submit(ciphertext, chunk=len(ciphertext))
+        assert answer.status_code == 201, answer.text
+    [blob] = set((stack.data / "blobs").glob("*.age")) - before
+    plain = io.BytesIO()
+    with blob.open("rb") as fh:
+        decrypt_stream(fh, plain, stack.deployment.identities)
+    assert marker.encode() in plain.getvalue()
+
+    text = trace.read_text(errors="replace")
+    assert [p for p in OPENAT.findall(text) if p.startswith(f"{prefix}/temp/body/")], (
+        "nginx passed the chunk on without holding it")
+    hits, to_sockets = writes_carrying(trace, marker)
+    assert hits == [] and to_sockets == 0  # nowhere in plaintext, not even on a socket
+    for sub in (prefix / "temp").iterdir():
+        assert [p for p in sub.rglob("*") if p.is_file()] == [], sub

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import Deployment, form_tokens, make_settings, receipt_from, thanked, valid_report
 
+from intake import schema
 from intake.config import Settings
 from intake.crypto import keyring as kr
 from intake.crypto.container import extract_container
@@ -474,3 +475,38 @@ def test_line_breaks_are_stored_as_the_browser_path_stores_them(client, settings
     assert thanked(post(client, valid_report(narrative="first\r\nsecond\rthird\n")))
     report = open_report(settings, deployment, blobs(settings)[0], tmp_path / "case")
     assert report.document["fields"]["narrative"] == "first\nsecond\nthird\n"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("risk_now", "catastrophic"),               # a radio
+    ("device_type", "toaster"),                 # a select
+    ("country", "XX"),                          # the country list
+    ("categories", ["phishing", "telepathy"]),  # a multiselect, one answer of two unknown
+    ("categories", ["phishing "]),              # a known value with a space added
+])
+def test_an_answer_outside_the_schemas_choices_is_refused_by_name(client, settings, field, value):
+    """Choices are checked against frozen sets of the schema's values (intake.web.forms):
+    anything else still gets WTForms' own check, its message next to the field."""
+    response = post(client, valid_report(**{field: value}))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    summary = html.split('id="error-summary"')[1].split("</div>")[0]
+    assert f'href="#{field}"' in summary
+    assert "valid choice" in html
+    assert blobs(settings) == []
+
+
+def test_every_choice_of_the_schema_is_accepted(client, settings):
+    """The other side of the frozen sets: no value the schema offers is refused."""
+    for name, field in schema.FIELDS.items():
+        if field.kind not in ("radio", "select", "country") and field.kind not in (
+            schema.MULTI_KINDS
+        ):
+            continue
+        choices = schema.country_choices() if field.kind == "country" else field.choices
+        values = [c.value for c in choices]
+        # What the schema's conditional rules ask for once some answers are given.
+        context = {"subject_agreed": "y", "contact_handle": "@someone"}
+        for answer in [values] if field.kind in schema.MULTI_KINDS else values:
+            response = post(client, valid_report(**context, **{name: answer}))
+            assert thanked(response), (name, answer)

@@ -31,7 +31,10 @@ import nacl.bindings as sodium
 
 from intake.errors import IntakeError
 
-CHUNK = 64 * 1024
+#: Plaintext per sealed chunk. Bigger chunks mean fewer calls into libsodium and fewer
+#: copies (bench/large_upload.py); each spool holds at most one chunk in memory while
+#: it is written, so hundreds of slow uploads at once hold a few dozen MiB.
+CHUNK = 256 * 1024
 _ABYTES = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
 _HEADER = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
 _TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
@@ -79,13 +82,22 @@ class EncryptedSpool(io.RawIOBase):
         if self._sealed:
             raise SpoolError("The spool is sealed; it can no longer be written.")
         view = memoryview(data).cast("B")
+        written = len(view)
         self._digest.update(view)
-        self.size += len(view)
+        self.size += written
+        if self._buffer:  # complete the chunk begun by an earlier write first
+            take = min(CHUNK - len(self._buffer), len(view))
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) < CHUNK:
+                return written
+            self._push_chunk(bytes(self._buffer), _TAG_MESSAGE)
+            self._buffer.clear()
+        while len(view) >= CHUNK:  # whole chunks from the caller's bytes, one copy each
+            self._push_chunk(bytes(view[:CHUNK]), _TAG_MESSAGE)
+            view = view[CHUNK:]
         self._buffer += view
-        while len(self._buffer) >= CHUNK:
-            self._push_chunk(bytes(self._buffer[:CHUNK]), _TAG_MESSAGE)
-            del self._buffer[:CHUNK]
-        return len(view)
+        return written
 
     def _push_chunk(self, chunk: bytes, tag: int) -> None:
         self._file.write(

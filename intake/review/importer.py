@@ -22,6 +22,16 @@ import of the same submission, filed intact, removes its quarantine entry.
 The identity is "wrong" only when it opens nothing of the bundle: no blob,
 no challenge, and nothing was already filed from it.
 
+**In parallel.** Submissions are independent, so their cases are decrypted
+and built by a pool of worker processes (one per core; forked, so they
+inherit the unlocked identities and none is ever sent through a pipe or
+written anywhere), each reading its blobs through its own descriptor of the
+bundle, which must still be the file that was checked. Everything that
+changes the store stays in this process and in the bundle's order: setting
+aside, the one sync, the renames into place, the index. So the outcomes, and
+what a crash can leave (staging folders, removed by the next import), are
+those of a serial import.
+
 Each challenge of the bundle that the identity opens is kept in
 ``<cases>/.bundles/<bundle id>.json`` (mode 0600, written atomically), so
 that `make_ack` can later prove which reviewer opened the bundle. Importing
@@ -52,11 +62,13 @@ import contextlib
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+import stat
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -100,6 +112,8 @@ _STAGING = re.compile(r"\.import-[0-9a-f]{16}(\.tar)?")
 _QUARANTINED = re.compile(r"([0-9a-f]{32})\.(age|txt)")
 #: Problems of a report.json shown in a refusal note; the rest are counted.
 _SHOWN_PROBLEMS = 3
+#: Below this many submissions to open, a pool costs more than it saves.
+PARALLEL_FROM = 8
 
 
 class WrongIdentity(IntakeError):
@@ -347,13 +361,16 @@ def import_bundle(
     identities: Sequence[x25519.Identity],
     cases_dir: Path,
     progress: Progress | None = None,
+    *,
+    workers: int | None = None,
 ) -> ImportResult:
     """File every submission of `bundle` that opens as a case; see the module docstring.
 
-    Cases are built in staging folders without a sync per file; once all are
-    built, the file system is synced once and each case is renamed into place,
-    so a case in the store is always complete and durable. Raises
-    `WrongIdentity` when the identities open nothing of the bundle.
+    Cases are built in staging folders without a sync per file, by `workers`
+    processes (default: one per core); once all are built, the file system is
+    synced once and each case is renamed into place, so a case in the store
+    is always complete and durable. Raises `WrongIdentity` when the
+    identities open nothing of the bundle.
     """
     with read_bundle(bundle) as reader:
         cases_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -366,26 +383,33 @@ def import_bundle(
         result.challenges_opened = _open_challenges(manifest, identities, cases_dir)
         staged: list[_Staged] = []
         opened_any = False
+        tasks = [
+            _Task(entry, cases_dir / f".import-{secrets.token_hex(8)}", threads.get(entry.id))
+            for entry in manifest.entries
+            if entry.id not in existing
+        ]
         try:
-            for index, entry in enumerate(manifest.entries):
-                if progress:
-                    progress(index, len(manifest.entries))
-                if entry.id in existing:
-                    result.already.append(entry.id)
-                    continue
-                staging = cases_dir / f".import-{secrets.token_hex(8)}"
-                thread = threads.get(entry.id)
-                outcome = _import_one(reader, entry, identities, cases_dir, staging, thread)
-                if outcome.opened:
-                    opened_any = True
-                if outcome.kind == "added":
-                    staged.append(_Staged(entry, staging, thread, outcome.follow_up_message))
-                elif outcome.kind == "not-for-us":
-                    result.not_for_these_identities.append(entry.id)
-                else:
-                    _set_aside(reader, cases_dir, entry, outcome.reason)
-                    bucket = result.quarantined if outcome.kind == "damaged" else result.refused
-                    bucket.append((entry.id, outcome.reason))
+            with _opened(reader, tasks, identities, cases_dir, workers) as outcomes:
+                for index, entry in enumerate(manifest.entries):
+                    if progress:
+                        progress(index, len(manifest.entries))
+                    if entry.id in existing:
+                        result.already.append(entry.id)
+                        continue
+                    task, outcome = next(outcomes)
+                    assert task.entry is entry  # the pool answers in the bundle's order
+                    if outcome.opened:
+                        opened_any = True
+                    if outcome.kind == "added":
+                        staged.append(_Staged(entry, task.staging, task.thread,
+                                              outcome.follow_up_message))
+                    elif outcome.kind == "not-for-us":
+                        result.not_for_these_identities.append(entry.id)
+                    else:
+                        _set_aside(reader, cases_dir, entry, outcome.reason)
+                        bucket = (result.quarantined if outcome.kind == "damaged"
+                                  else result.refused)
+                        bucket.append((entry.id, outcome.reason))
             if (
                 result.not_for_these_identities
                 and not opened_any
@@ -398,17 +422,21 @@ def import_bundle(
                 )
             if staged:
                 os.sync()  # one sync for every staged case, before any becomes visible
-                # Each case is indexed in the same step as its rename; a crash in between
-                # is healed by the store's reconcile when it is next opened (threads need
-                # the index to be current: a case of the thread may be among those).
+                # The renames, one by one (each case before what is filed inside it), then
+                # the index of all of them in one transaction (one sync, not one per case).
+                # A crash in between leaves cases the index lacks, which the store's
+                # reconcile adds when it is next opened. Threads need the index current
+                # first: the case of a thread may be among those.
                 with CaseStore(cases_dir, reconcile=bool(threads)) as store:
                     _file_staged(staged, store, cases_dir, result)
-                fsync_dir(cases_dir)
                 _sweep_quarantine(cases_dir, set(result.added))
         finally:
-            for item in staged:
-                if item.staging.exists():
-                    shutil.rmtree(item.staging, ignore_errors=True)
+            # Every staging folder and spill file not renamed into place, including those a
+            # worker built ahead of an error here (the pool is stopped by now).
+            for task in tasks:
+                if task.staging.exists():
+                    shutil.rmtree(task.staging, ignore_errors=True)
+                task.staging.with_name(task.staging.name + ".tar").unlink(missing_ok=True)
     if progress:
         progress(len(manifest.entries), len(manifest.entries))
     return result
@@ -416,13 +444,14 @@ def import_bundle(
 
 def _file_staged(staged: list[_Staged], store: CaseStore, cases_dir: Path,
                  result: ImportResult) -> None:
-    """Rename each staged submission into place: a case, or a follow-up inside its case."""
+    """Rename each staged submission into place: a case, or a follow-up inside its case; then
+    index the new cases, and those a follow-up went into, in one transaction."""
     touched: set[str] = set()
     for item, case_id in _placements(staged, store):
         submission_id = item.entry.id
         if case_id is None:
             os.rename(item.staging, cases_dir / submission_id)
-            store.index_case(submission_id)
+            touched.add(submission_id)
         else:
             folder = cases_dir / case_id / FOLLOW_UPS
             folder.mkdir(mode=0o700, exist_ok=True)
@@ -431,8 +460,103 @@ def _file_staged(staged: list[_Staged], store: CaseStore, cases_dir: Path,
             result.follow_ups.append((submission_id, case_id))
             touched.add(case_id)
         result.added.append(submission_id)
-    for case_id in sorted(touched):
-        store.index_case(case_id)
+    fsync_dir(cases_dir)
+    store.index_cases(sorted(touched))
+
+
+@dataclass(frozen=True)
+class _Task:
+    entry: Entry
+    staging: Path
+    thread: SourceThread | None = None  # the source mailbox it came through
+
+
+class _MemberSlice(io.RawIOBase):
+    """`length` bytes of a file from `offset`, read with pread (no shared file position)."""
+
+    def __init__(self, fd: int, offset: int, length: int):
+        super().__init__()
+        self._fd, self._position, self._left = fd, offset, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._left)
+        if want == 0:
+            return 0
+        data = os.pread(self._fd, want, self._position)
+        if not data:
+            raise IntakeError("The bundle became shorter while it was being imported.")
+        view[: len(data)] = data
+        self._position += len(data)
+        self._left -= len(data)
+        return len(data)
+
+
+class _WorkerBundle:
+    """What a worker reads blobs from: its own descriptor of the bundle the parent checked."""
+
+    def __init__(self, path: Path, identity: tuple[int, int, int], slices: dict[str, tuple]):
+        self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        found = os.fstat(self._fd)
+        if (found.st_dev, found.st_ino, found.st_size) != identity or not stat.S_ISREG(
+            found.st_mode
+        ):
+            os.close(self._fd)
+            raise IntakeError("The bundle was replaced while it was being imported.")
+        self._slices = slices
+
+    def open_blob(self, submission_id: str) -> BinaryIO:
+        offset, length = self._slices[submission_id]
+        return io.BufferedReader(_MemberSlice(self._fd, offset, length), 1 << 20)
+
+
+#: Set in the parent just before the pool forks; each worker opens its descriptor lazily.
+_WORKER_CONTEXT: dict[str, Any] = {}
+
+
+def _work(task: _Task) -> _Outcome:
+    context = _WORKER_CONTEXT
+    if "bundle" not in context:
+        context["bundle"] = _WorkerBundle(context["path"], context["file"], context["slices"])
+    return _import_one(context["bundle"], task.entry, context["identities"],
+                       context["cases_dir"], task.staging, task.thread)
+
+
+@contextlib.contextmanager
+def _opened(
+    reader: BundleReader,
+    tasks: list[_Task],
+    identities: Sequence[x25519.Identity],
+    cases_dir: Path,
+    workers: int | None,
+) -> Iterator[Iterator[tuple[_Task, _Outcome]]]:
+    """(task, outcome) for every task, in order: by a pool of processes, or here for few."""
+    workers = workers if workers is not None else os.cpu_count() or 1
+    if workers <= 1 or len(tasks) < PARALLEL_FROM or "fork" not in (
+        multiprocessing.get_all_start_methods()
+    ):
+        yield ((task, _import_one(reader, task.entry, identities, cases_dir, task.staging,
+                                  task.thread))
+               for task in tasks)
+        return
+    found = reader.file_status()
+    _WORKER_CONTEXT.update(
+        path=reader.path,
+        file=(found.st_dev, found.st_ino, found.st_size),
+        slices={t.entry.id: reader.blob_extent(t.entry.id) for t in tasks},
+        identities=list(identities),
+        cases_dir=cases_dir,
+    )
+    try:
+        # Leaving the pool terminates its workers, before the caller removes their staging.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            chunk = max(1, min(16, len(tasks) // (workers * 8)))
+            yield zip(tasks, pool.imap(_work, tasks, chunksize=chunk), strict=True)
+    finally:
+        _WORKER_CONTEXT.clear()
 
 
 @dataclass(frozen=True)
@@ -450,7 +574,7 @@ def _refusal(problems: list[str]) -> str:
 
 
 def _import_one(
-    reader: BundleReader,
+    reader: BundleReader | _WorkerBundle,
     entry: Entry,
     identities: Sequence[x25519.Identity],
     cases_dir: Path,

@@ -540,14 +540,21 @@ class CaseStore:
 
         A folder that is not there has its index rows dropped instead.
         """
-        if not CASE_ID.fullmatch(case_id):
-            raise CaseStoreError(f"{case_id[:40]!a} is not a case id (32 lower-case hex digits).")
-        directory = self.cases_dir / case_id
+        self.index_cases([case_id])
+
+    def index_cases(self, case_ids: Sequence[str]) -> None:
+        """Index these folders as `index_case` does each, in one transaction (one sync)."""
+        for case_id in case_ids:
+            if not CASE_ID.fullmatch(case_id):
+                raise CaseStoreError(
+                    f"{case_id[:40]!a} is not a case id (32 lower-case hex digits).")
         with self._write() as db:
-            if directory.is_dir() and not directory.is_symlink():
-                _write_index(db, load_case(directory), _stamp(directory))
-            else:
-                _drop_index(db, case_id)
+            for case_id in case_ids:
+                directory = self.cases_dir / case_id
+                if directory.is_dir() and not directory.is_symlink():
+                    _write_index(db, load_case(directory), _stamp(directory))
+                else:
+                    _drop_index(db, case_id)
 
     # -- Reading -----------------------------------------------------------------------
 

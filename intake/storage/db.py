@@ -56,11 +56,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
 from intake.errors import IntakeError
+from intake.storage import sqlite_writers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 #: How long a SQLite writer waits for another before giving up, in seconds.
 SQLITE_BUSY_TIMEOUT = 30
+#: How long a request waits for one of its process's pooled connections. A process
+#: has 128 threads (deploy/gunicorn.conf.py) and 15 connections: when hundreds of
+#: chunks land at once, a request waits its turn, within nginx's 120 s, rather than
+#: failing after SQLAlchemy's default 30 s (bench/slow_sources.py saw 3 of 250).
+POOL_TIMEOUT = 90
 
 
 #: How the database URL should look, for messages.
@@ -111,19 +117,23 @@ def make_engine(url: str) -> Engine:
     parsed = parse_database_url(url)
     if parsed.get_backend_name() != "sqlite":
         try:
-            engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+            engine = create_engine(parsed, pool_pre_ping=True, hide_parameters=True,
+                                   pool_timeout=POOL_TIMEOUT)
         except (NoSuchModuleError, ModuleNotFoundError):
             raise DatabaseSetupError(
                 "The PostgreSQL driver is missing; reinstall intake (it needs psycopg)."
             ) from None
         return engine
 
-    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith(
-        "file:"
-    ):
+    on_disk = bool(parsed.database) and parsed.database != ":memory:" and not (
+        parsed.database.startswith("file:")
+    )
+    if on_disk:
         Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = create_engine(
-        parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
+        parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True,
+        # An in-memory database has one connection per thread, no queue to wait in.
+        **({"pool_timeout": POOL_TIMEOUT} if on_disk else {}),
     )
 
     @event.listens_for(engine, "connect")
@@ -135,6 +145,8 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
+    if on_disk:  # writers queue up instead of sleeping in SQLite's busy handler
+        sqlite_writers.install(engine, Path(parsed.database), SQLITE_BUSY_TIMEOUT)
     return engine
 
 

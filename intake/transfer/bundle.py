@@ -498,6 +498,18 @@ class BundleReader:
         member = self._members.get(THREADS)
         return None if member is None else self._read(member, MAX_THREADS)
 
+    def blob_extent(self, submission_id: str) -> tuple[int, int]:
+        """Where the blob of `submission_id` lies in the bundle file: (offset, length).
+
+        For a reader with a descriptor of its own (the importer's worker processes).
+        """
+        member = self._members[member_name(submission_id)]
+        return member.offset_data, member.size
+
+    def file_status(self) -> os.stat_result:
+        """The status of the bundle file this reader checked (to know it again)."""
+        return os.fstat(self._file.fileno())
+
     def close(self) -> None:
         self._archive.close()
         self._file.close()

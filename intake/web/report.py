@@ -30,6 +30,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 
@@ -72,6 +73,36 @@ def recipients_view(keyring: kr.Keyring) -> list[dict[str, str]]:
     ]
 
 
+#: The longest estimate the page words in hours; beyond it, "more than two days".
+ESTIMATE_HOURS = 48
+_TIME_LEFT: dict[str, dict[str, Any]] = {}
+
+
+def time_left_messages() -> dict[str, Any]:
+    """The page's words for the time left, every count pre-rendered in the page's language.
+
+    The page's script picks an entry by number (minutes 1 to 59, hours 1 to 48), so each
+    is in the language's own plural form (Arabic has six). Rendered once per language.
+    """
+    cached = _TIME_LEFT.get(g.lang)
+    if cached is None:
+        cached = {
+            "estimating": _("Estimating the time left…"),
+            "under_a_minute": _("Less than a minute left."),
+            "minutes": [""] + [
+                ngettext("About %(num)d minute left.", "About %(num)d minutes left.", n)
+                for n in range(1, 60)
+            ],
+            "hours": [""] + [
+                ngettext("About %(num)d hour left.", "About %(num)d hours left.", n)
+                for n in range(1, ESTIMATE_HOURS + 1)
+            ],
+            "over": _("More than two days left."),
+        }
+        _TIME_LEFT[g.lang] = cached
+    return cached
+
+
 def browser_config(keyring: kr.Keyring) -> dict[str, Any] | None:
     """What the page's script needs to encrypt in the browser; None without the bundle."""
     vendor = current_app.extensions["intake"].vendor
@@ -109,6 +140,7 @@ def browser_config(keyring: kr.Keyring) -> dict[str, Any] | None:
             "too_large": _(
                 "The report is larger than the intake accepts. Send fewer or smaller files."
             ),
+            "time_left": time_left_messages(),
         },
     }
 

@@ -40,6 +40,7 @@
   var status = document.getElementById("progress-status");
   var encryptBar = document.getElementById("encrypt-progress");
   var uploadBar = document.getElementById("upload-progress");
+  var timeLeft = document.getElementById("progress-time");
   var button = form.querySelector("button[type=submit]");
   var choice = document.getElementById("js-choice");
   var sendingPlain = false;
@@ -218,6 +219,67 @@
     }
   }
 
+  // An honest estimate of the time left: the slower of the two stages (encrypting,
+  // sending), each at the rate it has kept over the last minute, and nothing at all
+  // until the server has acknowledged a first chunk (before that, no rate of the
+  // connection is known). Shown in whole minutes (or hours), so that it changes
+  // rarely and a screen reader is not kept busy; the words come from the server,
+  // every count in the page's language.
+  var ESTIMATE_WINDOW_MS = 60000;
+
+  function Estimator() {
+    this.started = Date.now();
+    this.stages = { encrypt: [], upload: [] };
+    this.totals = { encrypt: 0, upload: 0 };
+    this.shown = "";
+  }
+
+  Estimator.prototype.record = function (stage, done, total) {
+    var now = Date.now();
+    var samples = this.stages[stage];
+    if (!samples.length) samples.push({ t: this.started, done: 0 });
+    samples.push({ t: now, done: done });
+    while (samples.length > 2 && now - samples[1].t > ESTIMATE_WINDOW_MS) samples.shift();
+    this.totals[stage] = total;
+  };
+
+  Estimator.prototype.secondsLeft = function () {
+    var self = this;
+    var worst = null;
+    var acknowledged = this.stages.upload.length > 1;
+    ["encrypt", "upload"].forEach(function (stage) {
+      var samples = self.stages[stage];
+      if (samples.length < 2) return;
+      var first = samples[0], last = samples[samples.length - 1];
+      var rate = (last.done - first.done) / Math.max(1, last.t - first.t) * 1000;
+      if (rate <= 0) return;
+      // Time since the last progress counts against what is left: between two
+      // chunks on a slow circuit the figure keeps going down, not standing still.
+      var left = (self.totals[stage] - last.done) / rate - (Date.now() - last.t) / 1000;
+      worst = worst === null ? left : Math.max(worst, left);
+    });
+    return acknowledged ? worst : null;
+  };
+
+  Estimator.prototype.words = function () {
+    var words = messages.time_left;
+    var seconds = this.secondsLeft();
+    if (seconds === null) return words.estimating;
+    if (seconds < 60) return words.under_a_minute;
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) return words.minutes[minutes];
+    var hours = Math.round(minutes / 60);
+    return hours < words.hours.length ? words.hours[hours] : words.over;
+  };
+
+  Estimator.prototype.show = function () {
+    var text = this.words();
+    if (text !== this.shown) {
+      this.shown = text;
+      timeLeft.textContent = text;
+    }
+  };
+
   document.getElementById("js-retry").addEventListener("click", sendEncrypted);
   document.getElementById("js-send-server").addEventListener("click", function () {
     choice.hidden = true;
@@ -263,27 +325,43 @@
     progressBox.hidden = false;
     document.body.setAttribute("data-js-path", "encrypted");
     status.textContent = messages.preparing;
+    var estimate = new Estimator();
+    estimate.show();
+    var ticking = window.setInterval(function () { estimate.show(); }, 5000);
+    var stopTicking = function () { window.clearInterval(ticking); };
     worker.onmessage = function (message) {
       var m = message.data;
       if (m.type === "progress") {
         if (m.phase === "prepare") status.textContent = messages.preparing;
         if (m.phase === "encrypt") { setBar(encryptBar, m.done, m.total); status.textContent = messages.encrypting; }
         if (m.phase === "upload") { setBar(uploadBar, m.done, m.total); status.textContent = messages.uploading; }
+        if (m.phase === "encrypt" || m.phase === "upload") {
+          estimate.record(m.phase, m.done, m.total);
+          estimate.show();
+        }
       } else if (m.type === "retrying") {
         status.textContent = messages.retrying;
       } else if (m.type === "keyring") {
         status.textContent = messages.keyring_changed;
         showKeyring(m.keyring);
+        estimate = new Estimator(); // encrypting again from the start
+        estimate.show();
       } else if (m.type === "done") {
+        stopTicking();
         status.textContent = messages.done;
+        timeLeft.textContent = "";
         worker.terminate();
         showThanks();
       } else if (m.type === "error") {
+        stopTicking();
+        timeLeft.textContent = "";
         worker.terminate();
         failed(m);
       }
     };
     worker.onerror = function () {
+      stopTicking();
+      timeLeft.textContent = "";
       worker.terminate();
       failed({ status: 0 });
     };
