@@ -830,3 +830,16 @@ def test_both_paths_file_into_the_mailbox_with_the_postgresql_blob_store(deploym
     assert mailbox(client, other).statuses == ["received"]
     with sessions(settings)() as session:
         assert session.scalar(select(Upload.mailbox).where(Upload.id == upload_id)) is None
+
+
+def test_while_the_intake_is_closed_a_source_still_reads_the_mailbox_but_cannot_send(
+    client, deployment, settings
+):
+    from intake.crypto import keyring as kr
+
+    receipt = report(client)
+    deployment.write(kr.renew_keyring(deployment.current().document), sign=False)
+    assert client.get("/en/report").status_code == 503  # the intake is closed
+    page = mailbox(client, receipt)
+    assert page.opened and page.statuses == ["received"]
+    assert 'id="sending-closed"' in page.html and 'id="follow-up-form"' not in page.html

@@ -43,6 +43,7 @@ from intake.storage.derivation import DerivationsBusy
 from intake.web import api
 from intake.web.forms import MAX_MESSAGE, FollowUpForm, MailboxActionForm, ReceiptForm
 from intake.web.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import Upload, store_report
 from intake.web.receipts import keys_for_follow_up, make_ticket, read_ticket
 from intake.web.report import browser_config as report_config
@@ -113,8 +114,13 @@ def open_mailbox() -> Any:
     if opened is None:
         return render_template("follow_up_nothing.html", form=ReceiptForm(formdata=None),
                                mailbox_days=_state().settings.mailbox_days)
-    keyring = _keyring()
     ticket = make_ticket(opened.thread)
+    try:
+        keyring = _keyring()
+    except IntakeClosed:
+        # Nothing can be sent while the intake is closed; the replies can still be read.
+        return render_template("mailbox.html", mailbox=opened, send_form=None,
+                               delete_form=_delete_form(ticket), browser=None)
     send_form = FollowUpForm(formdata=None)
     send_form.mailbox.data = ticket
     send_form.keyring_version.data = str(keyring.version)
