@@ -34,7 +34,8 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+# A write statement: its first word decides; the rest may be anything.
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b.*", re.IGNORECASE | re.DOTALL)
 #: Set in a connection's info while it holds its turn, or went ahead without one.
 _HOLDS = "intake.sqlite_writer_turn"
 _WENT_AHEAD = "intake.sqlite_writer_went_ahead"
@@ -108,7 +109,7 @@ def install(engine: Engine, database: Path, wait_seconds: float) -> WriterQueue:
     @event.listens_for(engine, "before_cursor_execute")
     def _take_turn(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         info = conn.info
-        if info.get(_HOLDS) or info.get(_WENT_AHEAD) or not _WRITE.match(statement):
+        if info.get(_HOLDS) or info.get(_WENT_AHEAD) or not _WRITE.fullmatch(statement):
             return
         # A transaction that waited its whole wait in vain goes ahead once, not once
         # per statement: SQLite's busy handler decides for the rest of it.
