@@ -838,7 +838,7 @@ def test_migration_0006_dates_uploads_in_progress_and_refuses_to_drop_blobs(data
             connection.execute(text(
                 "INSERT INTO uploads (id, state, expires_on) VALUES ('f' || :pad, 'finished', "
                 ":day)"), {"pad": "x" * 31, "day": DAY})
-        command.upgrade(config, "0006_pg_blobs")
+        command.upgrade(config, "0006_pg_blobs")  # not head: 0007 comes after it
         with engine.connect() as connection:  # the models are the newest shape: plain SQL here
             opened, filed = (connection.execute(text(
                 "SELECT received, started_on, expires_on FROM uploads WHERE id = :id"),
@@ -860,5 +860,46 @@ def test_migration_0006_dates_uploads_in_progress_and_refuses_to_drop_blobs(data
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM uploads")).scalar() == 2
         command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def test_migration_0007_keeps_uploads_and_refuses_to_drop_mailboxes(database_url):
+    from alembic import command
+
+    config = db.alembic_config(database_url)
+    command.upgrade(config, "0006_pg_blobs")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO uploads (id, state, size, received, keyring_version, expires_minute,"
+                " started_on) VALUES ('o' || :pad, 'open', 5000, 1200, 4, 500000, :day)"),
+                {"pad": "x" * 31, "day": DAY})
+            connection.execute(text(
+                "INSERT INTO uploads (id, state, expires_on) VALUES ('f' || :pad, 'finished', "
+                ":day)"), {"pad": "x" * 31, "day": DAY})
+        command.upgrade(config, "0007_mailboxes")
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT id, state, received, mailbox FROM uploads ORDER BY id")).all()
+        assert [(r.id[0], r.state, r.received, r.mailbox) for r in rows] == [
+            ("f", "finished", None, None), ("o", "open", 1200, None)]
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO mailboxes (thread, lookup_hash, wrapped_identity, reply_to,"
+                " last_active_on) VALUES (:t, :h, :w, 'age1x', :day)"),
+                {"t": "t" * 32, "h": "h" * 64, "w": b"wrapped", "day": DAY})
+        with pytest.raises(RuntimeError, match="still holds sources' mailboxes"):
+            command.downgrade(config, "0006_pg_blobs")
+        assert db.current_revision(engine) == "0007_mailboxes"
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM mailboxes"))
+        command.downgrade(config, "0006_pg_blobs")
+        assert "mailboxes" not in table_names(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM uploads")).scalar() == 2
+        command.upgrade(config, "head")
+        assert db.current_revision(engine) == db.head_revision() == "0007_mailboxes"
     finally:
         engine.dispose()

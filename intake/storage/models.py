@@ -125,7 +125,7 @@ UPLOAD_ROW_SHAPE = (
     " AND keyring_version IS NULL AND expires_minute IS NULL AND started_on IS NULL"
     " AND expires_on IS NOT NULL)"
 )
-#: A filed upload no longer knows which mailbox it went to (migration 0005_mailboxes).
+#: A filed upload no longer knows which mailbox it went to (migration 0007_mailboxes).
 UPLOAD_MAILBOX_SHAPE = "state IN ('open', 'finishing') OR mailbox IS NULL"
 
 

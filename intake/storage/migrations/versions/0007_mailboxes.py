@@ -11,18 +11,18 @@ The uploads table is rebuilt (SQLite cannot add a check constraint to a
 table), keeping every row as it is. Written by hand, for SQLite and
 PostgreSQL alike.
 
-It comes after 0006_pg_blobs, despite its number: the two were written at
-the same time on 0004_ack_proofs, and 0006 reached deployments first, so a
-database already at 0006 must be able to upgrade to this one.
+It comes after 0006_pg_blobs: the two were written at the same time on
+0004_ack_proofs, and 0006 landed first, so a database already at 0006
+upgrades to this one. (Number 0005 is unused.)
 
-Revision ID: 0005_mailboxes
+Revision ID: 0007_mailboxes
 Revises: 0006_pg_blobs
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_mailboxes"
+revision = "0007_mailboxes"
 down_revision = "0006_pg_blobs"
 branch_labels = None
 depends_on = None
@@ -118,6 +118,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Dropping the tables would drop every source's mailbox, replies and all, and
+    # strand the receipts already given: refuse while any mailbox lives.
+    if op.get_bind().execute(sa.text("SELECT 1 FROM mailboxes LIMIT 1")).first() is not None:
+        raise RuntimeError(
+            "mailboxes still holds sources' mailboxes; going back to a version without the "
+            "follow-up channel would delete their replies. Wait until they expire "
+            "(INTAKE_MAILBOX_DAYS), or keep this version."
+        )
     _rebuild_uploads(with_mailbox=False)
     op.drop_index("ix_mailbox_replies_thread", table_name="mailbox_replies")
     op.drop_table("mailbox_replies")
