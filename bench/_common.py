@@ -160,7 +160,10 @@ def bench_server(
 ) -> Iterator[Server]:
     """gunicorn -c deploy/gunicorn.conf.py serving the bench app from `work`."""
     (work / "tmp").mkdir(exist_ok=True)
-    env = server_env(work / "var", deployment, work / "tmp", **env_extra)
+    # The receipts' real Argon2id cost: what a report costs in production (the tests'
+    # helper makes it cheap).
+    env = server_env(work / "var", deployment, work / "tmp", full_cost_receipts=True,
+                     **env_extra)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(BENCH), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )

@@ -294,6 +294,7 @@ def main() -> None:
             work / "var",
             deployment,
             work / "tmp",
+            full_cost_receipts=True,  # the receipt's real cost at create, as in production
             INTAKE_MAX_UPLOAD=str(size + 64 * 1024 * 1024),
         )
         with gunicorn(env, work / "logs") as base, sync_playwright() as p:

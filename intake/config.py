@@ -2,10 +2,11 @@
 
 The names are a contract (see the architecture): INTAKE_DATA_DIR,
 INTAKE_DATABASE_URL, INTAKE_KEYRING, INTAKE_ADMINS, INTAKE_MAX_UPLOAD,
-INTAKE_BLOB_STORE, INTAKE_SECRET_KEY_FILE. Nothing needs setting for a demo:
-data goes to ./var, SQLite lives there, keys are read from ./keys, blobs are
-files in the data directory. `load_secret_key` creates the Flask secret on
-first run, mode 0600, in the data directory.
+INTAKE_MAILBOX_DAYS, INTAKE_BLOB_STORE, INTAKE_SECRET_KEY_FILE. Nothing needs
+setting for a demo: data goes to ./var, SQLite lives there, keys are read
+from ./keys, blobs are files in the data directory. `load_secret_key` creates
+the Flask secret on first run, mode 0600, in the data directory; the receipt
+secrets (`intake.crypto.receipt`) live beside it.
 
 Several app servers serving one deployment share what must be shared
 through PostgreSQL and one file, never a disk: INTAKE_BLOB_STORE=postgresql
@@ -14,7 +15,9 @@ database), and INTAKE_SECRET_KEY_FILE names the session and CSRF secret that
 every instance reads, so that a form fetched from one is posted to another.
 That file is never made here: a missing or damaged one stops the server with
 a sentence that says how to make it, since each host making its own would
-split the deployment silently.
+split the deployment silently. The same holds for the receipt secrets file
+beside it: made on first run in the data directory, never beside a shared
+key (`intake db receipt-secrets` makes it once).
 
 Commands that only read or change an existing deployment (`intake export`,
 `intake purge`) call `Settings.require_existing` first: run from the wrong
@@ -36,7 +39,7 @@ from pathlib import Path
 
 from intake.errors import IntakeError
 from intake.fsutil import atomic_write
-from intake.limits import DEFAULT_MAX_UPLOAD, MiB
+from intake.limits import DEFAULT_MAILBOX_DAYS, DEFAULT_MAX_UPLOAD, MiB
 
 #: Where "quick exit" leads: a neutral, common site that explains nothing.
 QUICK_EXIT_URL = "https://www.wikipedia.org/"
@@ -53,6 +56,8 @@ class Settings:
     admins_path: Path
     max_upload: int
     keyring_check_seconds: float = KEYRING_CHECK_SECONDS
+    #: A source mailbox with no activity for this many days is deleted.
+    mailbox_days: int = DEFAULT_MAILBOX_DAYS
     #: INTAKE_BLOB_STORE: "filesystem" (blobs in the data dir) or "postgresql".
     blob_store: str = "filesystem"
     #: INTAKE_SECRET_KEY_FILE; None: the data dir's generated key.
@@ -74,6 +79,13 @@ class Settings:
     def secret_key_path(self) -> Path:
         """INTAKE_SECRET_KEY_FILE if set (shared by every instance), else the data dir's key."""
         return self.secret_key_file or self.data_dir / "secret_key"
+
+    @property
+    def receipt_secrets_path(self) -> Path:
+        """The salt, pepper and Argon2id parameters of receipts: beside the secret key."""
+        from intake.crypto.receipt import SECRETS_FILE  # PyNaCl: the server's extra only
+
+        return self.secret_key_path.parent / SECRETS_FILE
 
     def require_existing(self) -> Settings:
         """These settings, if a deployment lives where they point; else refuse, creating nothing.
@@ -153,12 +165,18 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         raise IntakeError("INTAKE_MAX_UPLOAD must be a number of bytes, e.g. 524288000.") from None
     if max_upload < 1 * MiB:
         raise IntakeError("INTAKE_MAX_UPLOAD must be at least 1048576 bytes (1 MiB).")
+    raw_days = env.get("INTAKE_MAILBOX_DAYS") or str(DEFAULT_MAILBOX_DAYS)
+    if not (raw_days.isascii() and raw_days.isdigit()) or not 1 <= int(raw_days) <= 3650:
+        raise IntakeError(
+            "INTAKE_MAILBOX_DAYS must be a whole number of days from 1 to 3650, e.g. 90."
+        )
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
         keyring_path=Path(env.get("INTAKE_KEYRING") or "keys/keyring.json").absolute(),
         admins_path=Path(env.get("INTAKE_ADMINS") or "keys/admins.json").absolute(),
         max_upload=max_upload,
+        mailbox_days=int(raw_days),
         blob_store=_blob_store(env, database_url),
         secret_key_file=Path(key_file).absolute() if key_file else None,
     )

@@ -43,3 +43,27 @@ OPEN_UPLOAD_BYTES = 16 * 1024 * MiB
 #: Open uploads (a row and a part file each), whatever their size: ten times
 #: the 500 that must fit.
 MAX_OPEN_UPLOADS = 5000
+
+# -- The follow-up channel (intake.storage.mailboxes, intake.storage.derivation;
+# the reasoning is in SECURITY.md, "The follow-up channel").
+
+#: A source mailbox with no activity (the source opening it or sending more) for
+#: this many days is deleted (INTAKE_MAILBOX_DAYS).
+DEFAULT_MAILBOX_DAYS = 90
+
+#: Receipt derivations (Argon2id, about 0.3 s of CPU and 128 MiB each) that may
+#: run at once across every instance of a deployment, for the follow-up page.
+#: Beyond them the page says "busy, try in a minute".
+FOLLOW_UP_DERIVATIONS = 2
+#: How long a follow-up request waits for one of those before it answers "busy".
+FOLLOW_UP_WAIT_SECONDS = 2.0
+
+#: Derivations for new reports, a separate pool the follow-up page cannot take:
+#: a report is never refused for it, it waits its turn.
+REPORT_DERIVATIONS = 2
+#: A report that has waited this long derives without a slot (and the admin's
+#: log says so): its source's browser must get an answer.
+REPORT_WAIT_SECONDS = 60.0
+
+#: Replies one mailbox may hold; a return file's replies beyond it are skipped.
+MAX_MAILBOX_REPLIES = 200

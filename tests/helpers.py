@@ -154,9 +154,33 @@ def wait_for_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None
     raise RuntimeError(f"nothing answered at {url}")
 
 
+#: Argon2id at its cheapest, for tests that are not about the receipts' cost: each report
+#: derives its receipt's keys, and 0.3 s per report would dominate most tests.
+CHEAP_OPSLIMIT = 1
+CHEAP_MEMLIMIT = 8 * 1024 * 1024
+
+
+def cheap_receipt_secrets(data_dir: Path) -> Path:
+    """Give the deployment in `data_dir` receipt secrets with the cheapest Argon2id cost
+    (before its server first runs, which would otherwise make them at full cost)."""
+    from intake.crypto import receipt
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = data_dir / receipt.SECRETS_FILE
+    if not path.exists():
+        receipt.write_secrets(
+            path, receipt.generate_secrets(opslimit=CHEAP_OPSLIMIT, memlimit=CHEAP_MEMLIMIT))
+    return path
+
+
 def server_env(
-    data_dir: Path, deployment: Deployment, tmpdir: Path, **extra: str
+    data_dir: Path, deployment: Deployment, tmpdir: Path, *, full_cost_receipts: bool = False,
+    **extra: str,
 ) -> dict[str, str]:
+    if not full_cost_receipts:
+        # Where the server reads them: beside a shared secret key, else in the data dir.
+        key_file = extra.get("INTAKE_SECRET_KEY_FILE")
+        cheap_receipt_secrets(Path(key_file).parent if key_file else data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
     env.update(
         INTAKE_DATA_DIR=str(data_dir),
@@ -240,13 +264,15 @@ def submit(
 
 
 def make_settings(data_dir: Path, deployment: Deployment, *, max_upload: int = 8 * 1024 * 1024,
-                  database_url: str | None = None):
+                  database_url: str | None = None, full_cost_receipts: bool = False):
     """Settings for an app under test: SQLite in `data_dir` (migrated), the keyring
-    re-read on every request."""
+    re-read on every request, receipts at the cheapest cost unless asked otherwise."""
     from intake.config import Settings
     from intake.storage import db
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    if not full_cost_receipts:
+        cheap_receipt_secrets(data_dir)
     settings = Settings(
         data_dir=data_dir,
         database_url=database_url or f"sqlite:///{data_dir / 'intake.db'}",
@@ -257,3 +283,21 @@ def make_settings(data_dir: Path, deployment: Deployment, *, max_upload: int = 8
     )
     db.upgrade(settings.database_url)
     return settings
+
+
+# The receipt on a thank-you page: in the page's digits (id="receipt"), and in Western
+# digits beside them on Arabic and Persian pages.
+RECEIPT_ON_PAGE = re.compile(r'id="receipt"><bdi dir="ltr">([^<]+)</bdi>')
+
+
+def receipt_from(html: str) -> str | None:
+    """The receipt a thank-you page shows, as 20 ASCII digits; None if it shows none."""
+    from intake.crypto.receipt import normalise_receipt
+
+    found = RECEIPT_ON_PAGE.search(html)
+    return normalise_receipt(found.group(1)) if found else None
+
+
+def thanked(response: requests.Response) -> bool:
+    """Whether a report's POST was answered with the thank-you page and its receipt."""
+    return response.status_code == 200 and receipt_from(response.text) is not None

@@ -29,7 +29,8 @@ TIMEOUT = 120
 
 
 def nojs_submit(base: str, marker: str, lang: str = "en") -> requests.Response:
-    """The form without JavaScript; answers 303 when the report is stored."""
+    """The form without JavaScript; answers 200 with the thank-you page and its receipt
+    when the report is stored."""
     session = requests.Session()
     page = session.get(f"{base}/{lang}/report", timeout=TIMEOUT)
     page.raise_for_status()
@@ -77,10 +78,11 @@ class ApiClient:
         self.tokens = form_tokens(page.text)
         self.headers = {"X-CSRFToken": self.tokens["csrf_token"]}
 
-    def create(self, size: int) -> str:
+    def create(self, size: int, **extra: str) -> str:
+        """A new upload; `extra` adds to the body (a `receipt`, a `mailbox` ticket)."""
         answer = self.session.post(
             f"{self.base}/api/v1/uploads",
-            json={"size": size, "keyring_version": int(self.tokens["keyring_version"])},
+            json={"size": size, "keyring_version": int(self.tokens["keyring_version"]), **extra},
             headers=self.headers,
             timeout=TIMEOUT,
         )

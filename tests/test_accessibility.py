@@ -3,9 +3,12 @@
 axe-core (from the npm registry, vendored under tests/vendor for the tests
 only; it is never served) runs on every page in every language, including
 the form showing its errors and the form offering its choice after a failed
-encrypted send, and fails on serious or critical violations.
-The same run renders the safety page, the form and the thank-you page in each
-language at phone and desktop widths into docs/screenshots/.
+encrypted send, the thank-you page with its receipt, and every follow-up
+page (the receipt form, with a malformed receipt, a wrong one, a mailbox
+with a reply, sending, confirming a deletion, an expired page), and fails on
+serious or critical violations. The same run renders the safety page, the
+form, the thank-you page (with a receipt) and a mailbox in each language at
+phone and desktop widths into docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from pathlib import Path
 import pytest
 from browser_support import fill_report, minimal_answers
 from conftest import require_tool
-from helpers import Deployment, gunicorn, server_env
+from followup_support import csrf_of
+from helpers import Deployment, gunicorn, receipt_from, server_env, submit
 
 from intake.web.i18n import LANGUAGES
 
@@ -85,25 +89,90 @@ def test_axe_finds_no_serious_violation_on_any_page(server, browser, lang):
     page.click("button[type=submit]")
     page.wait_for_selector("#js-choice", state="visible")
     problems["form offering a choice"] = serious_violations(page)
+    page.unroute("**/api/v1/uploads")
+    problems.update(follow_up_violations(server, page, lang))
     context.close()
     assert {k: v for k, v in problems.items() if v} == {}
+
+
+def post_form(page, action: str, fields: dict[str, str]) -> None:
+    """Navigate as a form post would (the receipt never goes in a URL)."""
+    page.evaluate("""([action, fields]) => {
+        const form = document.createElement("form");
+        form.method = "post";
+        form.action = action;
+        for (const [name, value] of Object.entries(fields)) {
+            const input = document.createElement("input");
+            input.type = "hidden"; input.name = name; input.value = value;
+            form.appendChild(input);
+        }
+        const button = document.createElement("button");
+        button.type = "submit"; button.id = "test-post"; button.textContent = "post";
+        form.appendChild(button);
+        document.body.appendChild(form);
+    }""", [action, fields])
+    with page.expect_navigation():
+        page.click("#test-post")
+
+
+def follow_up_violations(server: str, page, lang: str) -> dict[str, list[str]]:
+    """axe on each follow-up page, reached the way a source reaches it."""
+    problems = {}
+    receipt = receipt_from(submit(server, lang=lang).text)
+    page.goto(f"{server}/{lang}/follow-up")
+    problems["follow-up"] = serious_violations(page)
+    token = csrf_of(page.content())
+    post_form(page, f"{server}/{lang}/thanks", {"csrf_token": token, "receipt": receipt})
+    problems["thanks with its receipt"] = serious_violations(page)
+    for label, typed in (("a malformed receipt", "12 34"), ("a wrong receipt", "1" * 20),
+                         ("a mailbox", receipt)):
+        page.goto(f"{server}/{lang}/follow-up")
+        page.fill("#receipt-input", typed)
+        page.click("#receipt-form button[type=submit]")
+        page.wait_for_load_state()
+        problems[label] = serious_violations(page)
+    page.click("#delete-mailbox")
+    page.wait_for_selector("#confirm-delete")
+    problems["confirming a deletion"] = serious_violations(page)
+    post_form(page, f"{server}/{lang}/follow-up/send",
+              {"csrf_token": token, "mailbox": "A" * 60, "message": "x"})
+    problems["an expired mailbox page"] = serious_violations(page)
+    page.goto(f"{server}/{lang}/follow-up/sent")
+    problems["sent"] = serious_violations(page)
+    return problems
+
+
+#: The receipt the screenshots show: an example, never a real one.
+EXAMPLE_RECEIPT = "40271985361274058816"
 
 
 def test_screenshots_of_every_language_at_phone_and_desktop_widths(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     made = []
     for lang in LANGUAGES:
+        receipt = receipt_from(submit(server, lang=lang).text)
         for name, (width, height) in WIDTHS.items():
             context = browser.new_context(viewport={"width": width, "height": height})
             page = context.new_page()
-            for label, path in (("safety", "/"), ("form", "/report"), ("thanks", "/thanks")):
-                page.goto(f"{server}/{lang}{path}")
+            for label, path in (("safety", "/"), ("form", "/report"), ("thanks", None),
+                                ("mailbox", None)):
+                if path is not None:
+                    page.goto(f"{server}/{lang}{path}")
+                elif label == "thanks":
+                    page.goto(f"{server}/{lang}/follow-up")
+                    post_form(page, f"{server}/{lang}/thanks",
+                              {"csrf_token": csrf_of(page.content()), "receipt": EXAMPLE_RECEIPT})
+                else:
+                    page.goto(f"{server}/{lang}/follow-up")
+                    page.fill("#receipt-input", receipt)
+                    page.click("#receipt-form button[type=submit]")
+                    page.wait_for_selector("#statuses")
                 target = SHOTS / f"{lang}-{label}-{name}.png"
                 page.screenshot(path=str(target), full_page=label != "form")
                 made.append(target)
             context.close()
     assert all(p.stat().st_size > 1000 for p in made)
-    assert len(made) == len(LANGUAGES) * len(WIDTHS) * 3
+    assert len(made) == len(LANGUAGES) * len(WIDTHS) * 4
 
 
 def test_nothing_scrolls_sideways_at_320_px_or_at_200_percent_zoom(server, browser):

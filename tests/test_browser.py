@@ -43,6 +43,7 @@ from browser_support import (
     TEXTS,
     LossyProxy,
     MiB,
+    Opened,
     Traffic,
     assert_report,
     assert_still_typed,
@@ -59,16 +60,19 @@ from browser_support import (
     recorded_js_path,
     socket_reads,
     stored_blobs,
+    submission_rows,
     text_file_with_marker,
     trace_lines_with,
 )
 from conftest import require_tool
+from followup_support import open_over_http
 from helpers import ROOT, Deployment, gunicorn, server_env
 
 from intake import schema
 from intake.config import KEYRING_CHECK_SECONDS
 from intake.crypto import keyring as kr
 from intake.crypto.envelope import decrypt_stream
+from intake.crypto.receipt import normalise_receipt
 from intake.storage import db
 from intake.web.api import CHUNK_SIZE
 
@@ -152,16 +156,27 @@ def diagnostics(page, traffic: Traffic) -> str:
 
 
 def send_and_wait_for_thanks(page, base: str, traffic: Traffic, lang: str = "en",
-                             button: str = "#report-form button[type=submit]") -> None:
+                             button: str = "#report-form button[type=submit]") -> str:
     page.locator(button).click()
-    wait_for_thanks(page, base, traffic, lang)
+    return wait_for_thanks(page, base, traffic, lang)
 
 
-def wait_for_thanks(page, base: str, traffic: Traffic, lang: str = "en") -> None:
+def wait_for_thanks(page, base: str, traffic: Traffic, lang: str = "en") -> str:
+    """Wait for the thank-you page; the receipt it shows (20 ASCII digits).
+
+    The form's POST is answered with the page itself (its address stays
+    .../report); the page's script posts its receipt to .../thanks. Neither
+    puts the receipt in an address.
+    """
     try:
-        page.wait_for_url(f"{base}/{lang}/thanks", timeout=TIMEOUT_MS)
+        page.locator("#receipt").wait_for(state="visible", timeout=TIMEOUT_MS)
     except Exception as exc:  # a timeout: say what the page showed
         raise AssertionError(f"the thanks page never came: {diagnostics(page, traffic)}") from exc
+    assert page.url in (f"{base}/{lang}/thanks", f"{base}/{lang}/report"), page.url
+    receipt = normalise_receipt(page.locator("#receipt").inner_text())
+    assert receipt is not None
+    assert not any(receipt in url for _, url in traffic.requests)
+    return receipt
 
 
 def fill_in(page, base: str, answers: dict, files: list, lang: str = "en") -> list[str]:
@@ -368,7 +383,10 @@ def test_a_lost_answer_to_finish_still_files_exactly_one_submission(
             page = new_page()
             traffic = Traffic().attach(page)
             types = fill_in(page, origin, answers, [evidence])
-            send_and_wait_for_thanks(page, origin, traffic)
+            receipt = send_and_wait_for_thanks(page, origin, traffic)
+        # The receipt the page drew went with the create, so the lost answer lost nothing:
+        # it opens the mailbox the one submission is in.
+        assert open_over_http(base, receipt).statuses == ["received"]
     assert len(proxy.lost) == 1
     assert traffic.answered("POST", r"/finish$")[0] == 502
     blobs = stored_blobs(data)
@@ -664,6 +682,135 @@ def test_the_worker_hashes_while_it_encrypts_and_names_the_ciphertext_size_at_fi
     opened = open_the_one_submission(data, deployment.identities[:1], tmp_path / "opened")
     assert opened.report.document["schema"] == "intake-report/v2"
     assert_report(opened, lang="en", fields=expected_fields(answers), files=files, types=types)
+
+
+# -- the follow-up page -------------------------------------------------------------------------
+
+
+def open_each_submission(data: Path, identities, dest: Path) -> dict[str, Opened]:
+    """Every stored submission, decrypted and opened, by id."""
+    import shutil
+
+    from intake.crypto.container import extract_container
+
+    opened = {}
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = {r.id: r for r in submission_rows(data)}
+    for blob in stored_blobs(data):
+        plain = io.BytesIO()
+        with blob.open("rb") as fh:
+            decrypt_stream(fh, plain, identities)
+        plain.seek(0)
+        folder = dest / blob.stem
+        shutil.rmtree(folder, ignore_errors=True)
+        opened[blob.stem] = Opened(blob, rows[blob.stem],
+                                   extract_container(plain, folder, durable=False),
+                                   plain.getvalue())
+    return opened
+
+
+def create_bodies(page) -> list:
+    """The JSON bodies of the worker's creates, as it sent them."""
+    bodies: list = []
+    page.on("request", lambda r: bodies.append(r.post_data_json)
+            if r.method == "POST" and r.url.endswith("/api/v1/uploads") else None)
+    return bodies
+
+
+def open_the_mailbox(page, base: str, lang: str, typed: str) -> list[str]:
+    """Type the receipt on the follow-up page; the statuses the mailbox shows."""
+    page.goto(f"{base}/{lang}/follow-up")
+    page.locator("#receipt-input").fill(typed)
+    page.locator("#receipt-form button[type=submit]").click()
+    page.locator("#statuses").wait_for(timeout=TIMEOUT_MS)
+    return [item.get_attribute("data-status")
+            for item in page.locator("#statuses li").all()]
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
+def test_a_source_comes_back_with_the_receipt_and_sends_a_message_with_a_file(
+    new_page, deployment, tmp_path, lang, javascript
+):
+    answers = minimal_answers(f"The first report {MARKER}")
+    evidence = text_file_with_marker(tmp_path / "files" / TEXTS[lang]["small"], MARKER)
+    message = TEXTS[lang]["narrative"].format(marker=MARKER)
+    with intake_server(tmp_path, deployment) as (base, data):
+        page = new_page(javascript=javascript)
+        traffic = Traffic().attach(page)
+        creates = create_bodies(page)
+        fill_in(page, base, answers, [], lang)
+        receipt = send_and_wait_for_thanks(page, base, traffic, lang)
+        shown = page.locator("#receipt").inner_text()
+        if lang == "ar":  # printed in Arabic-Indic digits, Western digits beside them
+            assert not re.search(r"[0-9]", shown)
+            assert normalise_receipt(page.locator("#receipt-western").inner_text()) == receipt
+        # The source types back what the page showed, in the page's own digits.
+        assert open_the_mailbox(page, base, lang, shown) == ["received"]
+        assert page.locator("#deletion-date").is_visible()
+        assert page.locator("#no-replies").is_visible()
+        page.locator("#message").fill(message)
+        page.locator("#attachments").set_input_files([evidence.path])
+        page.locator("#follow-up-form button[type=submit]").click()
+        try:
+            page.locator("#sent").wait_for(timeout=TIMEOUT_MS)
+        except Exception as exc:
+            raise AssertionError(f"never sent: {diagnostics(page, traffic)}") from exc
+        assert open_the_mailbox(page, base, lang, receipt) == ["received", "received"]
+
+    if javascript:  # both encrypted in the browser: the report with its receipt, then the
+        # follow-up with the mailbox page's ticket (and never the receipt again)
+        assert traffic.answered("POST", UPLOADS) == [201, 201]
+        assert traffic.made("POST", rf"/{lang}/(report|follow-up/send)$") == []
+        assert set(creates[0]) == {"size", "keyring_version", "receipt"}
+        assert normalise_receipt(creates[0]["receipt"]) == receipt
+        assert set(creates[1]) == {"size", "keyring_version", "mailbox"}
+    else:
+        assert not [u for _, u in traffic.requests if "/api/" in u]
+        assert len(traffic.made("POST", rf"/{lang}/follow-up/send$")) == 1
+    opened = open_each_submission(data, deployment.identities[:1], tmp_path / "opened")
+    [follow_up] = [o for o in opened.values()
+                   if o.report.document["fields"] == {"narrative": message}]
+    assert follow_up.report.document["lang"] == lang
+    [entry] = follow_up.report.document["attachments"]
+    assert (follow_up.report.directory / entry["path"]).read_bytes() == evidence.data
+    assert len(opened) == 2
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_a_wrong_receipt_and_a_malformed_one_are_told_apart_only_by_their_shape(
+    new_page, deployment, tmp_path, lang
+):
+    with intake_server(tmp_path, deployment) as (base, _data):
+        page = new_page(javascript=False)
+        page.goto(f"{base}/{lang}/follow-up")
+        page.locator("#receipt-input").fill("1234 5678")
+        page.locator("#receipt-form button[type=submit]").click()
+        problem = page.locator("#receipt-problem")
+        problem.wait_for()
+        assert translated(lang, "A receipt is 20 digits, in five groups of four. Check that "
+                          "none is missing or extra, and type it again.") in problem.inner_text()
+        assert page.locator("#receipt-input").get_attribute("aria-invalid") == "true"
+        page.locator("#receipt-input").fill("٠١٢٣ ٤٥٦٧ ٨٩٠١ ٢٣٤٥ ٦٧٨٩")
+        page.locator("#receipt-form button[type=submit]").click()
+        page.wait_for_load_state()
+        assert translated(lang, "Nothing under this receipt") in page.locator("h1").inner_text()
+
+
+def test_a_source_deletes_the_mailbox_after_confirming(new_page, deployment, tmp_path):
+    with intake_server(tmp_path, deployment) as (base, data):
+        page = new_page()
+        traffic = Traffic().attach(page)
+        fill_in(page, base, minimal_answers(f"to be deleted {MARKER}"), [])
+        receipt = send_and_wait_for_thanks(page, base, traffic)
+        open_the_mailbox(page, base, "en", receipt)
+        page.locator("#delete-mailbox").click()
+        page.locator("#confirm-delete").wait_for()
+        assert open_over_http(base, receipt).opened  # nothing deleted before confirming
+        page.locator("#confirm-delete").click()
+        page.locator("#deleted").wait_for()
+        assert not open_over_http(base, receipt).opened
+        assert len(stored_blobs(data)) == 1  # the report itself stays for the reviewers
 
 
 def test_the_page_shows_the_time_left_in_its_language_and_only_once_it_has_a_rate(

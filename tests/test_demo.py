@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import free_port, submit, wait_for_http
+from helpers import free_port, submit, thanked, wait_for_http
 
 from intake.crypto.container import extract_container
 from intake.crypto.envelope import decrypt_stream
@@ -38,7 +38,7 @@ def test_demo_starts_an_intake_whose_reports_open_with_the_demo_identity(tmp_pat
             narrative="demo report",
             files=[("a.txt", b"attached", "text/plain")],
         )
-        assert response.status_code == 303
+        assert thanked(response)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=30)

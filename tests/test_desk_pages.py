@@ -214,3 +214,32 @@ def test_the_list_shows_every_case_newest_first_with_labels(cases):
     assert page.index(code_of(newer)) < page.index(code_of(older))
     assert "Egypt" in page and "Bahrain" in page and "Mercenary spyware" in page
     assert "2 cases, newest first" in page
+
+
+def test_the_case_page_shows_what_the_source_sent_later_and_the_replies_escaped(cases):
+    """A source's follow-up is as hostile as its report; a reply is the reviewer's own."""
+    import secrets as _secrets
+
+    from pyrage import x25519
+
+    from intake.review.casestore import FOLLOW_UPS
+    from intake.review.store import CaseStore
+
+    case_id = write_case(cases, FIELDS)
+    meta_path = cases / case_id / "case.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(thread=_secrets.token_hex(16), reply_to=str(x25519.Identity.generate().to_public()))
+    meta_path.write_text(json.dumps(meta))
+    (cases / case_id / FOLLOW_UPS).mkdir()
+    follow_id = write_case(cases / case_id / FOLLOW_UPS, {"narrative": HOSTILE_TEXT},
+                           received_on="2026-12-01")
+    with CaseStore(cases) as store:
+        store.add_reply(case_id, "Can you send the link?\nهل ما زال الرابط عندك؟")
+    desk = desk_client(cases)
+    for lang in ("en", "ar"):
+        page = desk.get(f"/{lang}/cases/{case_id}").get_data(as_text=True)
+        assert f'id="follow-up-{follow_id}"' in page
+        assert SCRIPT not in page and "&lt;script&gt;" in page and "\x1b" not in page
+        assert "[U+202E]" in page  # the source's invisible marks, shown
+        assert "هل ما زال الرابط عندك؟" in page
+        assert f"intake review reply {code_of(case_id)} --text-file FILE" in page

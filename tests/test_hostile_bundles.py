@@ -81,6 +81,11 @@ def intake(monkeypatch, capsys):
     return run
 
 
+#: What the case store's database takes before it holds a case: its schema (about 128 KiB
+#: since schema 3 added the follow-up channel's tables), and a page or two beyond.
+DATABASE_ALLOWANCE = 160 * 1024
+
+
 def disk_usage(path: Path) -> int:
     """Bytes the file system really holds for `path` (allocated blocks, as du counts)."""
     if not path.exists():
@@ -133,7 +138,7 @@ def test_each_hostile_bundle_gets_its_exact_outcome(name, kit, tmp_path, intake)
     assert "Traceback" not in err and "internal error" not in err
     assert "\x1b" not in err and "\x07" not in err  # hostile text reaches the terminal escaped
     assert len(err.strip().splitlines()) >= 1 and out == ""
-    assert len(case_dirs(cases)) == expect.added
+    assert len(case_dirs(cases)) == (expect.added if expect.cases is None else expect.cases)
     assert len(set_aside(cases)) == expect.quarantined + expect.refused
     if status == 1:
         assert "intake: " in err and len(err.strip().splitlines()) == 1
@@ -144,7 +149,8 @@ def test_each_hostile_bundle_gets_its_exact_outcome(name, kit, tmp_path, intake)
         assert f"{expect.quarantined} quarantined, {expect.refused} refused" in err
     # Nothing was written outside the case store, and nothing there outgrew what arrived.
     assert everything_outside(tmp_path, cases) == before
-    assert disk_usage(cases) <= 2 * bundle.stat().st_size + 64 * 1024 * (expect.added + 1)
+    assert disk_usage(cases) <= (2 * bundle.stat().st_size + 64 * 1024 * expect.added
+                                 + DATABASE_ALLOWANCE)
     # What is kept aside is the ciphertext exactly as it arrived, and a note of why.
     for kept in set_aside(cases):
         with tarfile.open(bundle) as tar:
@@ -193,7 +199,7 @@ def test_what_an_identity_cannot_open_is_not_copied_even_when_large(kit, tmp_pat
     cases = tmp_path / "cases"
     result = import_bundle(bundle, [kit.reviewers[0]], cases)
     assert len(result.added) == 1 and len(result.not_for_these_identities) == 1
-    assert disk_usage(cases) < 256 * 1024
+    assert disk_usage(cases) < 96 * 1024 + DATABASE_ALLOWANCE
 
 
 # -- the exit-status table ---------------------------------------------------------------------
@@ -319,7 +325,7 @@ def test_any_cut_or_flipped_byte_ends_in_a_sentence_or_an_import_and_stays_small
     else:
         assert len(result.added) <= 2
     assert everything_outside(work, cases) == {bundle}
-    assert disk_usage(cases) <= 2 * len(mutated) + 3 * 64 * 1024
+    assert disk_usage(cases) <= 2 * len(mutated) + 2 * 64 * 1024 + DATABASE_ALLOWANCE
 
 
 # -- the server's side: proofs, quorum, forged and replayed return files ----------------------

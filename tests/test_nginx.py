@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
-from helpers import Deployment, free_port, gunicorn, server_env, stop_group, submit
+from helpers import Deployment, free_port, gunicorn, server_env, stop_group, submit, thanked
 from test_deploy import nginx_test_config
 
 from intake.crypto.envelope import decrypt_stream
@@ -150,8 +150,7 @@ def submit_marked(stack: Stack, base: str) -> tuple[str, Path]:
         narrative=f"my phone {marker} was hacked",
         files=[("evidence.bin", marked_attachment(marker), "application/octet-stream")],
     )
-    assert response.status_code == 303, response.text[:300]
-    assert response.headers["Location"].endswith("/en/thanks")
+    assert thanked(response) and "Location" not in response.headers, response.text[:300]
     [blob] = set((stack.data / "blobs").glob("*.age")) - before
     return marker, blob
 

@@ -411,7 +411,7 @@ def test_a_version_1_index_is_upgraded_in_place(cases_dir: Path) -> None:
         assert ids(store.cases(CaseFilter(search="محمد"))) == [A]  # re-indexed with its text
         assert store.related(A)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 def test_a_database_from_a_newer_version_is_refused(cases_dir: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
-from helpers import Deployment, form_tokens, make_settings, valid_report
+from helpers import Deployment, form_tokens, make_settings, receipt_from, thanked, valid_report
 
 from intake.config import Settings
 from intake.crypto.envelope import encrypt_bytes
@@ -41,7 +41,8 @@ def submit(client, files=(), **fields):
         "attachments": [(io.BytesIO(content), name) for name, content in files],
     }
     response = client.post("/en/report", data=data, content_type="multipart/form-data")
-    assert response.status_code == 303
+    assert thanked(response)
+    return receipt_from(response.get_data(as_text=True))
 
 
 def intake(settings: Settings, *args: str) -> subprocess.CompletedProcess:
@@ -89,7 +90,9 @@ def test_the_whole_air_gap_cycle(world):
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("manifest.json").read())
     assert names[0] == "manifest.json" and manifest["format"] == "intake-export/v1"
-    assert sorted(names[1:]) == sorted(
+    # Each report came with a receipt: which source sent what is in threads.age, encrypted.
+    assert names[1] == "threads.age" and set(manifest["threads"]) == {"size", "sha256"}
+    assert sorted(names[2:]) == sorted(
         f"submissions/{e['id']}.age" for e in manifest["submissions"]
     )
 
@@ -221,8 +224,8 @@ def test_a_changed_byte_is_quarantined_and_the_rest_imported(world):
     bundle = export(settings, tmp / "usb")
 
     def flip(members):
-        member, data = members[1]
-        members[1] = (member, data[:-100] + bytes([data[-100] ^ 1]) + data[-99:])
+        member, data = members[-1]  # a submission (members[1] is threads.age)
+        members[-1] = (member, data[:-100] + bytes([data[-100] ^ 1]) + data[-99:])
         return members
 
     bad = rewrite_bundle(bundle, tmp / "bad.tar", flip)

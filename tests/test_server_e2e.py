@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 from conftest import require_tool
-from helpers import Deployment, gunicorn, server_env, submit
+from helpers import Deployment, gunicorn, server_env, submit, thanked
 
 from intake.crypto.container import extract_container
 from intake.crypto.envelope import decrypt_stream
@@ -55,7 +55,7 @@ def test_a_report_with_a_2_mib_file_arrives_and_opens_with_the_project_and_with_
             narrative=narrative,
             indicators="hxxp://evil[.]example/x",
         )
-        assert response.status_code == 303, response.text[:500]
+        assert thanked(response), response.text[:500]
     [blob] = list((data / "blobs").glob("*.age"))
     [row] = rows(data)
     assert row.id == blob.stem and row.size == blob.stat().st_size
@@ -91,7 +91,7 @@ def test_log_lines_written_during_requests_carry_no_client_address(world):
         time.sleep(0.5)
         before = {p: p.stat().st_size for p in logs.iterdir()}
         for _ in range(3):
-            assert submit(base).status_code == 303
+            assert thanked(submit(base))
         requests.get(
             f"{base}/en/nope",
             headers={"User-Agent": "Canary-UA/1.0", "Referer": "http://referrer.example/"},

@@ -69,7 +69,7 @@ def test_slow_sources_on_both_paths_leave_room_for_a_new_source_and_all_arrive(t
     assert [(s.kind, s.index, s.error) for s in result.sources if s.error] == []
     probe = result.probe
     assert [what for what in probe["statuses"] if re.search(r"\b5[0-9][0-9]\b", what)] == []
-    # Every report of the new source was answered "filed" (303 to the thanks page)...
+    # Every report of the new source was answered "filed" (the thank-you page, a receipt)...
     assert probe["sent"] >= 3 and len(probe["latencies"]) == probe["sent"], probe["statuses"]
     # ...while every slow upload was still on its way.
     assert result.in_progress_at_start == result.in_progress_at_end == SOURCES, log

@@ -53,15 +53,20 @@ DAY = date(2026, 11, 28)
 ALLOWED = {
     "submissions": {"id", "received_on", "size", "keyring_version", "state"},
     "keyring_state": {"id", "highest_version"},
-    # While open: sizes, keyring version, a deadline in minutes, the day it began. Once
-    # filed: id, state, a day.
+    # While open: sizes, keyring version, a deadline in minutes, the day it began, and the
+    # thread of the mailbox it is filed into. Once filed: id, state, a day.
     "uploads": {"id", "state", "size", "received", "keyring_version", "expires_minute",
-                "expires_on", "started_on"},
+                "expires_on", "started_on", "mailbox"},
     "export_challenges": {"bundle_id", "recipient_id", "public_key", "exported_on"},
     "submission_acks": {"submission_id", "recipient_id"},
     # Ciphertext only, in rows of at most 1 MiB (INTAKE_BLOB_STORE=postgresql): the blob's
     # id, the row's offset in it, the shelf (day of arrival mod 32) that picks its partition.
     "blob_chunks": {"shelf", "blob_id", "start", "data"},
+    # The follow-up channel: a mailbox per receipt (never the receipt or a key derived
+    # from it but the lookup key's hash), its submissions' statuses, its padded replies.
+    "mailboxes": {"thread", "lookup_hash", "wrapped_identity", "reply_to", "last_active_on"},
+    "mailbox_submissions": {"submission_id", "thread", "number", "status"},
+    "mailbox_replies": {"reply_id", "thread", "number", "ciphertext"},
 }
 #: On PostgreSQL, blob_chunks is partitioned by shelf: these, with its columns, and no others.
 PARTITIONS = {f"blob_chunks_{shelf:02d}" for shelf in range(32)}
@@ -807,7 +812,7 @@ def test_migration_0003_keeps_uploads_in_progress_and_cuts_filed_ones_down(datab
         assert opened.expires_on is None
         assert (filed.state, filed.size, filed.received, filed.keyring_version,
                 filed.expires_minute) == ("finished", None, None, None, None)
-        assert filed.expires_on is not None
+        assert date.fromisoformat(str(filed.expires_on))  # a day, never a time
         # And back: 0002's shape, with the filed upload's sizes unknown (zero).
         command.downgrade(config, "0002")
         with engine.connect() as connection:
@@ -833,12 +838,14 @@ def test_migration_0006_dates_uploads_in_progress_and_refuses_to_drop_blobs(data
             connection.execute(text(
                 "INSERT INTO uploads (id, state, expires_on) VALUES ('f' || :pad, 'finished', "
                 ":day)"), {"pad": "x" * 31, "day": DAY})
-        command.upgrade(config, "0006_pg_blobs")
-        factory = db.make_session_factory(engine)
-        with factory() as session:
-            opened, filed = (session.get(Upload, c + "x" * 31) for c in "of")
-        assert opened.started_on == datetime.now(UTC).date() and opened.received == 1200
-        assert filed.started_on is None and filed.expires_on == DAY
+        command.upgrade(config, "0006_pg_blobs")  # not head: 0007 comes after it
+        with engine.connect() as connection:  # the models are the newest shape: plain SQL here
+            opened, filed = (connection.execute(text(
+                "SELECT received, started_on, expires_on FROM uploads WHERE id = :id"),
+                {"id": c + "x" * 31}).one() for c in "of")
+        assert str(opened.started_on) == str(datetime.now(UTC).date())
+        assert opened.received == 1200
+        assert filed.started_on is None and str(filed.expires_on) == str(DAY)
         with engine.begin() as connection:
             connection.execute(text(
                 "INSERT INTO blob_chunks (shelf, blob_id, start, data) VALUES (3, :id, 0, :d)"),
@@ -853,5 +860,46 @@ def test_migration_0006_dates_uploads_in_progress_and_refuses_to_drop_blobs(data
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM uploads")).scalar() == 2
         command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def test_migration_0007_keeps_uploads_and_refuses_to_drop_mailboxes(database_url):
+    from alembic import command
+
+    config = db.alembic_config(database_url)
+    command.upgrade(config, "0006_pg_blobs")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO uploads (id, state, size, received, keyring_version, expires_minute,"
+                " started_on) VALUES ('o' || :pad, 'open', 5000, 1200, 4, 500000, :day)"),
+                {"pad": "x" * 31, "day": DAY})
+            connection.execute(text(
+                "INSERT INTO uploads (id, state, expires_on) VALUES ('f' || :pad, 'finished', "
+                ":day)"), {"pad": "x" * 31, "day": DAY})
+        command.upgrade(config, "0007_mailboxes")
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT id, state, received, mailbox FROM uploads ORDER BY id")).all()
+        assert [(r.id[0], r.state, r.received, r.mailbox) for r in rows] == [
+            ("f", "finished", None, None), ("o", "open", 1200, None)]
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO mailboxes (thread, lookup_hash, wrapped_identity, reply_to,"
+                " last_active_on) VALUES (:t, :h, :w, 'age1x', :day)"),
+                {"t": "t" * 32, "h": "h" * 64, "w": b"wrapped", "day": DAY})
+        with pytest.raises(RuntimeError, match="still holds sources' mailboxes"):
+            command.downgrade(config, "0006_pg_blobs")
+        assert db.current_revision(engine) == "0007_mailboxes"
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM mailboxes"))
+        command.downgrade(config, "0006_pg_blobs")
+        assert "mailboxes" not in table_names(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM uploads")).scalar() == 2
+        command.upgrade(config, "head")
+        assert db.current_revision(engine) == db.head_revision() == "0007_mailboxes"
     finally:
         engine.dispose()

@@ -65,7 +65,7 @@ from browser_support import (
     text_file_with_marker,
 )
 from conftest import require_tool
-from helpers import Deployment, gunicorn, server_env, valid_report
+from helpers import Deployment, gunicorn, receipt_from, server_env, valid_report
 from reliability_support import client_ciphertext
 from test_nginx import run_nginx
 from tor_network import (
@@ -90,6 +90,7 @@ from tor_support import (
 )
 
 from intake.config import QUICK_EXIT_URL
+from intake.crypto.receipt import format_receipt, new_receipt, normalise_receipt
 from intake.web.api import CHUNK_SIZE
 from intake.web.i18n import LANGUAGES
 
@@ -243,7 +244,7 @@ def send_and_wait_for_thanks(page, base: str, lang: str, traffic: Traffic,
 def wait_for_thanks(page, base: str, lang: str, traffic: Traffic,
                     network: PrivateTorNetwork, client: TorClient) -> None:
     try:
-        page.wait_for_url(f"{base}/{lang}/thanks", timeout=PAGE_TIMEOUT_MS)
+        page.locator("#receipt").wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
     except Exception as exc:  # Playwright's timeout: say what the page and tor saw
         status = "?"
         with contextlib.suppress(Exception):
@@ -256,10 +257,17 @@ def wait_for_thanks(page, base: str, lang: str, traffic: Traffic,
 
 def the_source_is_thanked(page, base: str, lang: str) -> str:
     """The thanks page at the end of either path: what the source sees once the report
-    is in. Returns the page's text."""
-    assert page.url == f"{base}/{lang}/thanks"
+    is in, with its receipt. Returns the receipt (20 ASCII digits).
+
+    Without JavaScript it is the answer to the form's POST (the address stays
+    .../report); with JavaScript the page posts the receipt it drew to .../thanks.
+    Either way the receipt is in no address the browser asked for.
+    """
+    assert page.url in (f"{base}/{lang}/thanks", f"{base}/{lang}/report"), page.url
     assert page.locator("h1").inner_text().strip()
-    return page.locator("main").inner_text()
+    receipt = normalise_receipt(page.locator("#receipt").inner_text())
+    assert receipt is not None, page.locator("main").inner_text()
+    return receipt
 
 
 def onion_only(traffic: Traffic, base: str) -> list[str]:
@@ -339,12 +347,18 @@ def test_each_security_level_files_a_report_that_the_age_tool_decrypts_to_what_w
         before = set(stored_blobs(data))
         send_and_wait_for_thanks(page, base, lang, traffic, onion_stack.network,
                                  onion_stack.network.client)
-        the_source_is_thanked(page, base, lang)
+        receipt = the_source_is_thanked(page, base, lang)
         # What the page marked on <body> (kept across the move to the thanks page); with
         # JavaScript off nothing runs to mark it, and the requests below tell the path.
         path = recorded_js_path(page)
     finally:
         context.close()
+    assert not any(receipt in url for _, url in traffic.requests)
+    # The receipt, typed back through the onion in the page's digits, opens the mailbox
+    # the report was filed in.
+    session = OnionSession(onion_stack.network.client, onion_stack.onion)
+    mailbox = session.open_mailbox(format_receipt(receipt, "arabic"), lang)
+    assert re.findall(r'<li data-status="([a-z]+)">', mailbox) == ["received"]
 
     assert path == level.path
     if level.path == "encrypted":
@@ -562,13 +576,16 @@ def test_a_finish_whose_answer_dies_with_the_circuit_is_asked_again_and_files_on
     onion_stack, breakable
 ):
     """The server files the upload; its answer never reaches the source, whose tor
-    dies before reading it. Asking again through a new tor answers "stored"."""
+    dies before reading it. Asking again through a new tor answers "stored", and the
+    receipt the page drew (sent with the create, as the page's worker does) opens
+    the mailbox the report is in: the lost answer lost nothing."""
     network, data = onion_stack.network, onion_stack.data
     session = OnionSession(breakable, onion_stack.onion)
     session.open_form("en")
     ciphertext = client_ciphertext(onion_stack.deployment, MARKER, os.urandom(MiB))
     blobs_before, rows_before = set(stored_blobs(data)), len(submission_rows(data))
-    upload_id = session.create_upload(len(ciphertext))
+    receipt = new_receipt()  # what the page's script draws
+    upload_id = session.create_upload(len(ciphertext), receipt=receipt)
     assert session.put_chunk(upload_id, 0, ciphertext).status == 200
 
     lost = session.send_without_reading(
@@ -585,6 +602,8 @@ def test_a_finish_whose_answer_dies_with_the_circuit_is_asked_again_and_files_on
     assert again.status == 200 and b'"stored"' in again.body, again.body[:300]
     assert len(new_blobs(data, blobs_before)) == 1
     assert len(submission_rows(data)) == rows_before + 1
+    mailbox = session.open_mailbox(receipt)
+    assert re.findall(r'<li data-status="([a-z]+)">', mailbox) == ["received"]
 
 
 # -- Nothing left behind --------------------------------------------------------------------------
@@ -605,15 +624,20 @@ def test_no_file_of_any_tor_node_or_of_the_intake_holds_a_marker_or_the_source_a
     before = set(stored_blobs(data))
     answer = session.post_form("en", valid_report(narrative=f"my phone {MARKER} was seized"),
                                [("evidence.bin", bytes(attachment), "application/octet-stream")])
-    assert answer.status == 303 and answer.headers["Location"] == "/en/thanks"
+    assert answer.status == 200 and "Location" not in answer.headers
+    receipt = receipt_from(answer.body.decode())
+    assert receipt is not None
     [blob] = new_blobs(data, before)
     opened = open_with_age(data, blob, onion_stack.identity_file, tmp_path / "opened")
     assert opened.plaintext.count(MARKER.encode()) == 5  # the narrative and the four copies
     access_log = (onion_stack.gunicorn_logs / "stdout.log").read_text()
-    assert '"POST /en/report" 303' in access_log  # the scanned log is the one in use
+    assert '"POST /en/report" 200' in access_log  # the scanned log is the one in use
 
-    # No marker in any file: the Tor nodes' data directories and logs, nginx, the intake.
+    # No marker in any file: the Tor nodes' data directories and logs, nginx, the intake;
+    # nor the receipt, which crossed the same relays, onion service, nginx and gunicorn.
     assert files_containing([network.root, *onion_stack.intake_roots()], MARKER.encode()) == []
+    assert files_containing([network.root, *onion_stack.intake_roots()],
+                            receipt.encode()) == []
 
     # The Tor network saw each source at 127.0.0.2, and only there...
     for client in network.clients:

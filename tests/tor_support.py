@@ -33,6 +33,10 @@ from intake.storage.models import Upload
 TIMEOUT = 180
 
 
+def form_tokens_csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
 @dataclass
 class OnionSession:
     """One source's session with the intake, through `client` to `onion`."""
@@ -81,8 +85,10 @@ class OnionSession:
     def api_headers(self, content_type: str) -> dict[str, str]:
         return {"X-CSRFToken": self.tokens["csrf_token"], "Content-Type": content_type}
 
-    def create_upload(self, size: int) -> str:
-        body = json.dumps({"size": size, "keyring_version": int(self.tokens["keyring_version"])})
+    def create_upload(self, size: int, **extra: str) -> str:
+        """A new upload; `extra` adds to the body (the page's `receipt`)."""
+        body = json.dumps({"size": size, "keyring_version": int(self.tokens["keyring_version"]),
+                           **extra})
         answer = self.request("POST", "/api/v1/uploads", body.encode(),
                               self.api_headers("application/json"))
         assert answer.status == 201, answer.body[:300]
@@ -102,6 +108,18 @@ class OnionSession:
         return self.request("POST", f"/api/v1/uploads/{upload_id}/finish",
                             json.dumps({"size": size}).encode(),
                             self.api_headers("application/json"))
+
+    def open_mailbox(self, receipt: str, lang: str = "en") -> str:
+        """The follow-up page's answer to `receipt`, typed back as a source would."""
+        page = self.request("GET", f"/{lang}/follow-up")
+        assert page.status == 200, page.status
+        token = form_tokens_csrf(page.body.decode())
+        prepared = requests.Request("POST", f"http://{self.onion}/{lang}/follow-up",
+                                    data={"csrf_token": token, "receipt": receipt}).prepare()
+        answer = self.request("POST", f"/{lang}/follow-up", body=prepared.body,
+                              headers={"Content-Type": prepared.headers["Content-Type"]})
+        assert answer.status == 200, answer.status
+        return answer.body.decode()
 
     def send_without_reading(self, method: str, path: str, body: bytes, *,
                              content_type: str, send: int | None = None):

@@ -91,11 +91,13 @@ def _show_waiting(settings, quorum: int) -> None:
     help="Count an old intake-ack/v1 file, which proves nothing (quorum 1 only).",
 )
 def purge(ack_path: Path, quorum: str | None, accept_unproven: bool) -> None:
-    """Delete the submissions enough reviewers have proven they hold (hash checked).
+    """Delete the submissions enough reviewers have proven they hold (hash checked), and
+    deliver the reviewers' replies into their sources' mailboxes.
 
     Exit status: 0 when every entry was deleted or recorded while it waits for
-    more reviewers; 1 when an entry or a proof was skipped, or the file was
-    refused (one sentence says why).
+    more reviewers, and every reply delivered (now or before); 1 when an
+    entry, a proof or a reply was skipped, or the file was refused (one
+    sentence says why).
     """
     from intake.cli.terminal import terminal_safe
     from intake.config import settings_from_env
@@ -125,10 +127,14 @@ def purge(ack_path: Path, quorum: str | None, accept_unproven: bool) -> None:
             f"Skipped proofs: {result.forged} forged or altered, {result.unknown_bundle} for "
             "bundles this server does not know or no longer keeps."
         )
-    if result.replies_skipped:
+    replies = result.replies
+    if replies.delivered or replies.already or replies.unknown_thread or replies.full \
+            or result.replies_refused:
         info(
-            f"{result.replies_skipped} reply(ies) skipped: delivering replies is not "
-            "supported yet."
+            f"Replies: {len(replies.delivered)} delivered, {len(replies.already)} delivered "
+            f"before (skipped), {len(replies.unknown_thread)} for a mailbox this server does "
+            f"not have (never, or deleted: skipped), {len(replies.full)} for a full mailbox "
+            f"(skipped), {len(result.replies_refused)} not an age file (skipped)."
         )
     for reason, count in Counter(reason for _, reason in result.kept).most_common():
         info(f"  {count} kept: {reason}")

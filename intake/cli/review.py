@@ -76,11 +76,22 @@ def import_(bundle: Path, identity: Path, passphrase_file: Path | None, cases_di
         info(f"quarantined {submission_id}: {terminal_safe(reason)}")
     for submission_id, reason in result.refused:
         info(f"refused     {submission_id}: {terminal_safe(reason)}")
+    for submission_id, case_id in result.follow_ups:
+        info(f"follow-up {submission_id}: filed in its source's case {_code(case_id)}")
     info(
         f"{len(result.added)} added, {len(result.already)} already in the case store, "
         f"{len(result.not_for_these_identities)} not for these identities, "
         f"{len(result.quarantined)} quarantined, {len(result.refused)} refused."
     )
+    if result.follow_ups:
+        info(f"{len(result.follow_ups)} of those added came from a source with a case here, "
+             "and were filed in it as follow-ups.")
+    if result.threads_unread:
+        info(
+            "This bundle says which submissions come from one source (threads.age), but your "
+            "identity cannot open that part: each submission was filed as a case of its own, "
+            "and none can be answered. Ask the admins whether the keyring lists your key."
+        )
     if result.set_aside:
         info(f"What was set aside, as it arrived, and why: {cases_dir / '.quarantine'}")
     if result.bundle_id is not None and not result.challenges_opened:
@@ -99,7 +110,9 @@ ACK_HELP = """Write the signed return file (intake-ack/v2) for the server's purg
 With BUNDLE, it acknowledges the submissions of BUNDLE that are safely in
 the case store, with a proof that your identity opened the bundle. Without
 BUNDLE it acknowledges nothing and carries only replies (proven with the
-bundle imported last).
+bundle imported last). Either way it carries every reply written with
+`intake review reply` and not yet sent, and marks them sent once the file
+is written.
 """
 
 
@@ -110,14 +123,36 @@ bundle imported last).
               help="Write the return file here instead of to standard output.")
 def ack(bundle: Path | None, cases_dir: Path, out: Path | None) -> None:
     from intake.cli.terminal import terminal_safe
-    from intake.review.importer import make_ack
+    from intake.review.importer import make_ack, mark_replies_sent
 
     document = make_ack(bundle, cases_dir)
     write_document(json.dumps(document, indent=1) + "\n", out)
+    # Only now is the file written: a reply is marked sent only once it is in one.
+    mark_replies_sent(cases_dir, document)
     info(
         f"Acknowledged {len(document['submissions'])} submission(s) as reviewer "
         f"{terminal_safe(document['reviewer'])}, with {len(document['replies'])} reply(ies)."
     )
+
+
+@review.command("reply")
+@click.argument("case_ref", metavar="ID")
+@click.option("--text-file", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The reply, as UTF-8 text ('-' reads standard input).")
+@cases_option
+def reply(case_ref: str, text_file: Path, cases_dir: Path) -> None:
+    """Encrypt a reply to the case's source and queue it for the next return file.
+
+    Only the source, with the receipt their report gave them, can read it on
+    the follow-up page. Your plaintext copy stays with the case. It leaves
+    with the next `intake review ack`.
+    """
+    text = _read_note(text_file, what="reply")
+    with _store(cases_dir) as store:
+        case_id = store.resolve(case_ref)
+        queued = store.add_reply(case_id, text)
+    info(f"Reply {queued.reply_id[:8]} to the source of {_code(case_id)} is queued; it leaves "
+         "with the next `intake review ack`.")
 
 
 # -- The case store: listing, showing, counting, triage, exports ---------------------------
@@ -234,6 +269,7 @@ def show(case_ref: str, cases_dir: Path, lang: str, as_html: bool, out: Path | N
         triaged = store.triage(case.case_id)
         related = store.related(case.case_id)
         notes = store.notes(case.case_id)
+        replies = store.replies(case.case_id)
     if as_html:
         from intake.review.render import render_case
 
@@ -246,6 +282,38 @@ def show(case_ref: str, cases_dir: Path, lang: str, as_html: bool, out: Path | N
 
     with in_language(lang):
         _show_case(case, triaged, related, notes, lang)
+        _show_thread(case, replies)
+
+
+def _show_thread(case, replies) -> None:
+    """What the same source sent later, and the replies to them (the follow-up channel)."""
+    from intake.review import labels
+
+    click.echo(f"\n== {_safe(labels.word('follow_ups'))}")
+    for follow_up in case.follow_ups:
+        click.echo(f"{_safe(labels.word('follow_up', day=follow_up.received_on or '-'))} "
+                   f"({follow_up.case_id})"
+                   + (" DAMAGED: " + _safe("; ".join(follow_up.problems))
+                      if follow_up.damaged else ""))
+        text = _safe(str(follow_up.fields.get("narrative") or ""), keep_newlines=True)
+        if text:
+            click.echo("    " + text.replace("\n", "\n    "))
+        for a in follow_up.attachments:
+            click.echo(f"    {_safe(follow_up.directory / a['path'])}  {_safe(a['name'])}  "
+                       f"{_safe(a['type'])}  {a['size']} bytes  sha256 {a['sha256']}")
+    if not case.follow_ups:
+        click.echo(_safe(labels.word("none")))
+    if any(f.attachments for f in case.follow_ups):
+        click.echo("WARNING: attachments from a targeted person may be malware. Do not open "
+                   "them with this machine's usual programs.")
+    click.echo(f"\n== {_safe(labels.word('replies'))}")
+    click.echo(_safe(labels.word("can_reply", code=case.code) if case.reply_to
+                     else labels.word("no_way_back")))
+    for item in replies:
+        state = (labels.word("reply_sent", day=item.day, sent=item.sent_on) if item.sent_on
+                 else labels.word("reply_queued", day=item.day))
+        text = _safe(item.text, keep_newlines=True).replace("\n", "\n    ")
+        click.echo(f"{item.reply_id[:8]} {_safe(state)}:\n    {text}")
 
 
 def _show_case(case, triaged, related, notes, lang: str) -> None:
@@ -472,7 +540,7 @@ def note(case_ref: str, text_file: Path, author: str | None, cases_dir: Path) ->
     info(f"Note #{added.number} added to {_code(case_id)} by {_safe(added.author)}.")
 
 
-def _read_note(text_file: Path) -> str:
+def _read_note(text_file: Path, what: str = "note") -> str:
     try:
         if str(text_file) == "-":
             data = sys.stdin.buffer.read(_MAX_NOTE_FILE + 1)
@@ -480,13 +548,13 @@ def _read_note(text_file: Path) -> str:
             with text_file.open("rb") as fh:
                 data = fh.read(_MAX_NOTE_FILE + 1)
     except OSError as exc:
-        raise IntakeError(f"The note file {text_file} cannot be read ({exc.strerror}).") from None
+        raise IntakeError(f"The {what} file {text_file} cannot be read ({exc.strerror}).") from None
     if len(data) > _MAX_NOTE_FILE:
-        raise IntakeError("The note file is too long for one note; split it in several.")
+        raise IntakeError(f"The {what} file is too long for one {what}; split it in several.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise IntakeError(f"The note file {text_file} is not UTF-8 text.") from None
+        raise IntakeError(f"The {what} file {text_file} is not UTF-8 text.") from None
 
 
 @review.command("serve")

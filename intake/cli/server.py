@@ -136,6 +136,28 @@ def reclaim() -> None:
     show_reclaimed(reclaim_space(settings, line_progress("Reclaiming")))
 
 
+@database.command("receipt-secrets")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+def receipt_secrets(path: Path) -> None:
+    """Make the receipt secrets file (salt, pepper, Argon2id cost) at PATH, once.
+
+    Only for instances that share INTAKE_SECRET_KEY_FILE: put it beside that
+    file, readable by every instance. A lone server makes its own on first
+    start. An existing file is never replaced.
+    """
+    from intake.crypto import receipt
+
+    if path.exists():
+        raise IntakeError(f"{path} exists already; it is never replaced (every receipt "
+                          "depends on it).")
+    if not path.parent.is_dir():
+        raise IntakeError(f"The folder {path.parent} does not exist; make it first.")
+    receipt.write_secrets(path, receipt.generate_secrets())
+    info(f"Wrote {path} (mode 0600). Back it up encrypted, apart from the database; give "
+         "every instance the same file (chmod 0640 and the service's group if they run as "
+         "different users).")
+
+
 DEMO_WARNING = "# DEMO ONLY: throwaway keys; never use them for real reports."
 
 

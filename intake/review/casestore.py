@@ -16,6 +16,16 @@ imported by an older version, or edited on disk) gives a *damaged* `Case`:
 answers and entries that pass the schema on their own, so that every tool
 reading a case can use them without checking again. `raw_fields` keeps
 everything, for a human to look at through an output filter.
+
+**One case per source.** A report sent through a source's mailbox carries a
+thread (from the bundle's encrypted ``threads.age``): case.json then also
+names the ``thread`` and the source's ``reply_to`` recipient, where replies
+to the source are encrypted to. What the same source sends later is filed
+*inside* that case, as ``<case>/follow-ups/<submission-id>/``, a folder of
+the same shape (its own report.json, attachments/ and case.json, whose
+``case_id`` is the follow-up's submission id); `Case.follow_ups` reads them,
+oldest first, each as a `Case` that is never damaging to its parent.
+`filed_ids` lists every submission filed, case or follow-up.
 """
 
 from __future__ import annotations
@@ -32,11 +42,16 @@ from typing import Any
 
 from intake import schema
 from intake.limits import MAX_ATTACHMENTS, MAX_REPORT_JSON
+from intake.transfer.bundle import REPLY_TO, THREAD
 
 CASE_ID = re.compile(r"[0-9a-f]{32}")
 QUARANTINE = ".quarantine"
 REPORT_FILE = "report.json"
 META_FILE = "case.json"
+#: The folder inside a case where its source's later submissions are filed.
+FOLLOW_UPS = "follow-ups"
+#: Bound on the follow-ups of one case that are read (a source sending more is not a flood).
+MAX_FOLLOW_UPS = 1000
 #: case.json is four short values; anything larger was not written by the importer.
 MAX_META_JSON = 16 * 1024
 #: Bounds on an attachment entry's texts (the container allows names up to 255).
@@ -63,6 +78,9 @@ class Case:
     report: dict[str, Any]
     directory: Path
     problems: tuple[str, ...] = field(default=())
+    #: The source's mailbox thread and reply recipient; "" for a case without a way back.
+    thread: str = ""
+    reply_to: str = ""
 
     @property
     def code(self) -> str:
@@ -89,6 +107,23 @@ class Case:
             return dict(self.raw_fields)
         return {name: value for name, value in self.raw_fields.items()
                 if _valid_answer(name, value)}
+
+    @property
+    def is_follow_up_message(self) -> bool:
+        """Whether report.json holds a follow-up message (its one field, the narrative)."""
+        return set(self.raw_fields) == {"narrative"}
+
+    @functools.cached_property
+    def follow_ups(self) -> list[Case]:
+        """What the same source sent later, filed in this case, oldest first."""
+        folder = self.directory / FOLLOW_UPS
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = [load_case(Path(e.path)) for e in entries[:MAX_FOLLOW_UPS]
+                 if CASE_ID.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+        return sorted(found, key=lambda c: (c.received_on, c.case_id))
 
     @functools.cached_property
     def attachments(self) -> list[dict[str, Any]]:
@@ -180,6 +215,14 @@ def load_case(directory: Path) -> Case:
             problems.append(f"{META_FILE} has no valid sha256")
         sha256 = ""
 
+    thread, reply_to = meta.get("thread", ""), meta.get("reply_to", "")
+    if (thread or reply_to) and not (
+        isinstance(thread, str) and THREAD.fullmatch(thread)
+        and isinstance(reply_to, str) and REPLY_TO.fullmatch(reply_to)
+    ):
+        problems.append(f"{META_FILE} has no valid thread and reply_to")
+        thread, reply_to = "", ""
+
     report, problem = _read_json(directory / REPORT_FILE, MAX_REPORT_JSON)
     if problem:
         problems.append(problem)
@@ -202,6 +245,8 @@ def load_case(directory: Path) -> Case:
         report=report,
         directory=directory,
         problems=tuple(dict.fromkeys(problems)),
+        thread=thread,
+        reply_to=reply_to,
     )
 
 
@@ -214,6 +259,20 @@ def case_ids(cases_dir: Path) -> set[str]:
     return {
         e.name for e in entries if CASE_ID.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
     }
+
+
+def filed_ids(cases_dir: Path) -> dict[str, Path]:
+    """Every submission filed in `cases_dir`: case or follow-up id -> its folder."""
+    filed = {case_id: cases_dir / case_id for case_id in case_ids(cases_dir)}
+    for case_id in list(filed):
+        try:
+            entries = list(os.scandir(cases_dir / case_id / FOLLOW_UPS))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if CASE_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                filed.setdefault(entry.name, Path(entry.path))
+    return filed
 
 
 def load_cases(cases_dir: Path) -> list[Case]:

@@ -36,6 +36,22 @@ Each challenge of the bundle that the identity opens is kept in
 ``<cases>/.bundles/<bundle id>.json`` (mode 0600, written atomically), so
 that `make_ack` can later prove which reviewer opened the bundle. Importing
 the same bundle again adds nothing. Ack lists only what is safely filed.
+
+**One case per source.** When the bundle carries ``threads.age`` (which
+submissions came through which source mailbox), it is checked against the
+manifest's SHA-256 and opened with the same identities; damaged or altered,
+the bundle is refused whole. Each submission of a thread is then filed into
+that thread's case, as a follow-up (``<case>/follow-ups/<id>/``): the case
+already in the store, or, for a thread new to the store, the first report of
+the thread in the bundle (a follow-up message only when the thread has no
+report here). A case filed from a thread keeps its ``thread`` and
+``reply_to`` in case.json, so that `intake review reply` can answer its
+source. A ``threads.age`` these identities cannot open leaves every
+submission in a case of its own, and the result says so.
+
+`make_ack` carries, besides the acks, every reply queued in the case store
+and not yet sent (`intake.review.store`); the command marks them sent once
+the file is written.
 """
 
 from __future__ import annotations
@@ -60,15 +76,30 @@ from typing import Any, BinaryIO
 from pyrage import x25519
 
 from intake.crypto.container import extract_container
-from intake.crypto.envelope import NoMatchingIdentity, UnreadableHeader, decrypt_stream
+from intake.crypto.envelope import (
+    NoMatchingIdentity,
+    UnreadableHeader,
+    decrypt_bytes,
+    decrypt_stream,
+)
 from intake.errors import ContainerError, EnvelopeError, IntakeError
 from intake.fsutil import atomic_write, atomic_writer, copy_stream, fsync_dir
-from intake.review.casestore import QUARANTINE, case_ids, load_case
+from intake.review.casestore import FOLLOW_UPS, QUARANTINE, filed_ids, load_case
 from intake.review.store import CaseStore
 from intake.schema import report_problems
 from intake.transfer import proof
-from intake.transfer.ackfile import Opening, build_ack
-from intake.transfer.bundle import BUNDLE_ID, RECIPIENT_ID, BundleReader, Entry, Manifest
+from intake.transfer.ackfile import Opening, Reply, build_ack
+from intake.transfer.bundle import (
+    AGAIN,
+    BUNDLE_ID,
+    RECIPIENT_ID,
+    BundleError,
+    BundleReader,
+    Entry,
+    Manifest,
+    SourceThread,
+    parse_threads,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -98,6 +129,10 @@ class ImportResult:
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # opened, then damaged
     refused: list[tuple[str, str]] = field(default_factory=list)  # opened, broke the rules
     challenges_opened: list[str] = field(default_factory=list)  # recipient ids
+    #: (submission id, the case it was filed in): added, but inside their source's case.
+    follow_ups: list[tuple[str, str]] = field(default_factory=list)
+    #: The bundle has threads.age and no given identity opens it.
+    threads_unread: bool = False
 
     @property
     def set_aside(self) -> list[tuple[str, str]]:
@@ -262,6 +297,62 @@ def _open_challenges(
     return sorted(opened)
 
 
+# -- threads ----------------------------------------------------------------------------------
+
+
+def _read_threads(
+    reader: BundleReader, identities: Sequence[x25519.Identity]
+) -> tuple[dict[str, SourceThread], bool]:
+    """The bundle's submission -> thread map, and whether a threads.age went unread.
+
+    A threads.age whose hash is not the manifest's, or that one of these
+    identities opens and finds damaged or malformed, refuses the bundle.
+    """
+    member = reader.manifest.threads
+    if member is None:
+        return {}, False
+    sealed = reader.read_threads() or b""
+    if hashlib.sha256(sealed).hexdigest() != member.sha256:
+        raise BundleError(f"The bundle's threads.age does not match its manifest; {AGAIN}.")
+    try:
+        plaintext = decrypt_bytes(sealed, identities)
+    except (NoMatchingIdentity, UnreadableHeader):
+        return {}, True
+    except EnvelopeError:
+        raise BundleError(f"The bundle's threads.age is damaged; {AGAIN}.") from None
+    return parse_threads(plaintext, reader.manifest), False
+
+
+@dataclass(frozen=True)
+class _Staged:
+    entry: Entry
+    staging: Path
+    thread: SourceThread | None
+    follow_up_message: bool  # report.json holds only a message (the narrative)
+
+
+def _placements(staged: list[_Staged], store: CaseStore) -> list[tuple[_Staged, str | None]]:
+    """Each staged submission and the case it is filed in as a follow-up (None: its own).
+
+    Cases come first in the list, so that a follow-up's case exists when it is filed.
+    """
+    roots: dict[str, str] = {}  # thread -> case id
+    for item in staged:
+        if item.thread is not None and item.thread.thread not in roots:
+            existing = store.case_for_thread(item.thread.thread)
+            if existing is not None:
+                roots[item.thread.thread] = existing
+    # A thread new to the store: its first report here becomes the case, else its first item.
+    for item in sorted(staged, key=lambda i: i.follow_up_message):
+        if item.thread is not None and item.thread.thread not in roots:
+            roots[item.thread.thread] = item.entry.id
+    own = [(item, None) for item in staged
+           if item.thread is None or roots[item.thread.thread] == item.entry.id]
+    inside = [(item, roots[item.thread.thread]) for item in staged
+              if item.thread is not None and roots[item.thread.thread] != item.entry.id]
+    return own + inside
+
+
 # -- import -----------------------------------------------------------------------------------
 
 
@@ -284,15 +375,16 @@ def import_bundle(
     with read_bundle(bundle) as reader:
         cases_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _remove_leftovers(cases_dir)
-        existing = case_ids(cases_dir)
+        existing = set(filed_ids(cases_dir))
         _sweep_quarantine(cases_dir, existing)
         manifest = reader.manifest
         result = ImportResult(bundle_id=manifest.bundle_id)
+        threads, result.threads_unread = _read_threads(reader, identities)
         result.challenges_opened = _open_challenges(manifest, identities, cases_dir)
-        staged: list[tuple[str, Path]] = []
+        staged: list[_Staged] = []
         opened_any = False
         tasks = [
-            _Task(entry, cases_dir / f".import-{secrets.token_hex(8)}")
+            _Task(entry, cases_dir / f".import-{secrets.token_hex(8)}", threads.get(entry.id))
             for entry in manifest.entries
             if entry.id not in existing
         ]
@@ -309,7 +401,8 @@ def import_bundle(
                     if outcome.opened:
                         opened_any = True
                     if outcome.kind == "added":
-                        staged.append((entry.id, task.staging))
+                        staged.append(_Staged(entry, task.staging, task.thread,
+                                              outcome.follow_up_message))
                     elif outcome.kind == "not-for-us":
                         result.not_for_these_identities.append(entry.id)
                     else:
@@ -329,16 +422,13 @@ def import_bundle(
                 )
             if staged:
                 os.sync()  # one sync for every staged case, before any becomes visible
-                # The renames, one by one in the bundle's order, then the index of all of
-                # them in one transaction (one sync, not one per case). A crash in between
-                # leaves cases the index lacks, which the store's reconcile adds when it is
-                # next opened, as it did when each case was indexed after its rename.
-                for submission_id, staging in staged:
-                    os.rename(staging, cases_dir / submission_id)
-                    result.added.append(submission_id)
-                fsync_dir(cases_dir)
-                with CaseStore(cases_dir, reconcile=False) as store:
-                    store.index_cases(result.added)
+                # The renames, one by one (each case before what is filed inside it), then
+                # the index of all of them in one transaction (one sync, not one per case).
+                # A crash in between leaves cases the index lacks, which the store's
+                # reconcile adds when it is next opened. Threads need the index current
+                # first: the case of a thread may be among those.
+                with CaseStore(cases_dir, reconcile=bool(threads)) as store:
+                    _file_staged(staged, store, cases_dir, result)
                 _sweep_quarantine(cases_dir, set(result.added))
         finally:
             # Every staging folder and spill file not renamed into place, including those a
@@ -352,10 +442,33 @@ def import_bundle(
     return result
 
 
+def _file_staged(staged: list[_Staged], store: CaseStore, cases_dir: Path,
+                 result: ImportResult) -> None:
+    """Rename each staged submission into place: a case, or a follow-up inside its case; then
+    index the new cases, and those a follow-up went into, in one transaction."""
+    touched: set[str] = set()
+    for item, case_id in _placements(staged, store):
+        submission_id = item.entry.id
+        if case_id is None:
+            os.rename(item.staging, cases_dir / submission_id)
+            touched.add(submission_id)
+        else:
+            folder = cases_dir / case_id / FOLLOW_UPS
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.rename(item.staging, folder / submission_id)
+            fsync_dir(folder)
+            result.follow_ups.append((submission_id, case_id))
+            touched.add(case_id)
+        result.added.append(submission_id)
+    fsync_dir(cases_dir)
+    store.index_cases(sorted(touched))
+
+
 @dataclass(frozen=True)
 class _Task:
     entry: Entry
     staging: Path
+    thread: SourceThread | None = None  # the source mailbox it came through
 
 
 class _MemberSlice(io.RawIOBase):
@@ -409,7 +522,7 @@ def _work(task: _Task) -> _Outcome:
     if "bundle" not in context:
         context["bundle"] = _WorkerBundle(context["path"], context["file"], context["slices"])
     return _import_one(context["bundle"], task.entry, context["identities"],
-                       context["cases_dir"], task.staging)
+                       context["cases_dir"], task.staging, task.thread)
 
 
 @contextlib.contextmanager
@@ -425,7 +538,8 @@ def _opened(
     if workers <= 1 or len(tasks) < PARALLEL_FROM or "fork" not in (
         multiprocessing.get_all_start_methods()
     ):
-        yield ((task, _import_one(reader, task.entry, identities, cases_dir, task.staging))
+        yield ((task, _import_one(reader, task.entry, identities, cases_dir, task.staging,
+                                  task.thread))
                for task in tasks)
         return
     found = reader.file_status()
@@ -450,6 +564,7 @@ class _Outcome:
     kind: str  # "added", "not-for-us", "damaged", "refused"
     opened: bool
     reason: str = ""
+    follow_up_message: bool = False
 
 
 def _refusal(problems: list[str]) -> str:
@@ -464,6 +579,7 @@ def _import_one(
     identities: Sequence[x25519.Identity],
     cases_dir: Path,
     staging: Path,
+    thread: SourceThread | None = None,
 ) -> _Outcome:
     """Build one case in the folder `staging`, or say why not (see the module docstring)."""
     plain_spill = staging.with_name(staging.name + ".tar")
@@ -503,40 +619,64 @@ def _import_one(
         shutil.rmtree(staging, ignore_errors=True)
         return _Outcome("refused", True, _refusal(problems))
     try:
-        _write_case_files(staging, entry)
+        _write_case_files(staging, entry, thread)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return _Outcome("added", True)
+    fields = report.document.get("fields")
+    return _Outcome("added", True,
+                    follow_up_message=isinstance(fields, dict) and set(fields) == {"narrative"})
 
 
-def _write_case_files(staging: Path, entry: Entry) -> None:
-    meta = {
+def _write_case_files(staging: Path, entry: Entry, thread: SourceThread | None) -> None:
+    meta: dict[str, Any] = {
         "case_id": entry.id,
         "received_on": entry.received_on,
         "keyring_version": entry.keyring_version,
         "sha256": entry.sha256,
     }
+    if thread is not None:
+        meta.update(thread=thread.thread, reply_to=thread.reply_to)
     (staging / "case.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 # -- ack --------------------------------------------------------------------------------------
 
 
-def _filed_sha256(cases_dir: Path, case_id: str) -> str | None:
+def _filed_sha256(folder: Path) -> str | None:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return load_case(cases_dir / case_id).sha256
+        return load_case(folder).sha256
     return None
+
+
+def _queued_replies(cases_dir: Path) -> list[Reply]:
+    """Every reply written in the case store and not yet sent, as a return file carries it."""
+    if not (cases_dir / "cases.db").exists():
+        return []
+    with CaseStore(cases_dir, reconcile=False) as store:
+        queued = store.unsent_replies()
+    return [Reply(reply_id, thread, base64.b64encode(ciphertext).decode("ascii"))
+            for reply_id, thread, ciphertext in queued]
+
+
+def mark_replies_sent(cases_dir: Path, document: dict[str, Any]) -> int:
+    """Note the replies `document` carries as sent (call once it is written); how many."""
+    reply_ids = [r["reply_id"] for r in document.get("replies", [])]
+    if reply_ids:
+        with CaseStore(cases_dir, reconcile=False) as store:
+            store.mark_sent(reply_ids)
+    return len(reply_ids)
 
 
 def make_ack(bundle: Path | None, cases_dir: Path) -> dict[str, Any]:
     """The signed return file (``intake-ack/v2``, see `intake.transfer.ackfile`).
 
     With `bundle`: it acks the bundle's submissions that are filed in the case
-    store with the manifest's hash, proven with the challenges this store's
-    identities opened in that bundle. Without: it acks nothing and proves
-    with the most recently imported bundle (it carries only replies, of which
-    this version queues none).
+    store (as cases or follow-ups) with the manifest's hash, proven with the
+    challenges this store's identities opened in that bundle. Without: it acks
+    nothing and proves with the most recently imported bundle. Either way it
+    carries every reply queued and not yet sent; `mark_replies_sent` notes
+    them sent once the file is written.
     """
     if bundle is None:
         records = _all_records(cases_dir)
@@ -546,7 +686,7 @@ def make_ack(bundle: Path | None, cases_dir: Path) -> dict[str, Any]:
                 "a return file could prove nothing; import a bundle first."
             )
         record = max(records, key=lambda r: r["sequence"])
-        return build_ack(_openings(record), [], [])
+        return build_ack(_openings(record), [], _queued_replies(cases_dir))
     with read_bundle(bundle) as reader:
         manifest = reader.manifest
     if manifest.bundle_id is None:
@@ -560,10 +700,10 @@ def make_ack(bundle: Path | None, cases_dir: Path) -> dict[str, Any]:
             f"This bundle was not imported into {cases_dir} with an identity it was made for; "
             "import it first with `intake review import`."
         )
-    filed = case_ids(cases_dir)
+    filed = filed_ids(cases_dir)
     acked = [
         (e.id, e.sha256)
         for e in manifest.entries
-        if e.id in filed and _filed_sha256(cases_dir, e.id) == e.sha256
+        if e.id in filed and _filed_sha256(filed[e.id]) == e.sha256
     ]
-    return build_ack(_openings(_read_record(path)), acked, [])
+    return build_ack(_openings(_read_record(path)), acked, _queued_replies(cases_dir))

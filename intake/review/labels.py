@@ -50,6 +50,14 @@ WORDS = {
         "Attachments from a targeted person may be malware. Do not open them with this "
         "machine's usual programs; open documents with a sanitiser such as Dangerzone."
     ),
+    # The follow-up channel: what the source sent later, and the replies to them.
+    "follow_ups": _l("Sent later by the same source"),
+    "follow_up": _l("Received %(day)s"),
+    "replies": _l("Replies to the source"),
+    "reply_queued": _l("written %(day)s; waits for the next return file"),
+    "reply_sent": _l("written %(day)s; sent in a return file on %(sent)s"),
+    "can_reply": _l("The source can be answered: intake review reply %(code)s --text-file FILE"),
+    "no_way_back": _l("The source cannot be answered: the report came without a receipt."),
 }
 
 

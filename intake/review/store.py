@@ -8,7 +8,16 @@ The folders (`intake.review.casestore`: ``report.json``, ``case.json``,
   listing reads one database instead of two JSON files per case;
 - the **triage data** (status, tags, assignee, notes), which exists only in
   this database: back it up with the cases. One database serves one cases
-  folder; merging triage between machines is not supported.
+  folder; merging triage between machines is not supported;
+- the **replies** to sources (`add_reply`): the reviewer's text as written,
+  the reply's age ciphertext to the case's ``reply_to`` (its plaintext padded,
+  `intake.crypto.reply`), and the day it went into a return file
+  (`unsent_replies`, `mark_sent`). Like notes, a reply is never changed or
+  deleted, only marked sent.
+
+A case's source thread and its follow-ups (`intake.review.casestore`) are
+indexed too: `case_for_thread` finds the case a new submission of a thread
+belongs to, and full-text search covers the follow-ups' messages.
 
 Use it like this::
 
@@ -72,6 +81,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import secrets
 import sqlite3
 import threading
 from collections import Counter
@@ -82,10 +92,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from intake import schema
+from intake.crypto.reply import encrypt_reply
 from intake.errors import IntakeError
 from intake.review import searchtext, triage
 from intake.review.casestore import (
     CASE_ID,
+    FOLLOW_UPS,
     META_FILE,
     REPORT_FILE,
     Case,
@@ -101,7 +113,7 @@ BUSY_TIMEOUT = 30.0
 #: Connections kept open for the next thread; more are opened when threads need them.
 MAX_IDLE_CONNECTIONS = 8
 #: The schema version this code writes; see `MIGRATIONS`.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: A prefix shorter than this is refused: it would match too much to be meant.
 MIN_PREFIX = 4
 #: Fields whose folded text full-text search covers (the indicators as typed too).
@@ -173,6 +185,45 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             case_id UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 0'
         )""",
         # Cases indexed by version 1 have no indicators or text yet: index them again.
+        "UPDATE cases SET stamp = ''",
+    ),
+    # 3: the follow-up channel: a case's source thread, its follow-ups, replies to it.
+    3: (
+        # Derived from case.json and the follow-ups folder, like the rest of the index.
+        """CREATE TABLE case_threads (
+            case_id TEXT PRIMARY KEY NOT NULL REFERENCES cases (case_id) ON DELETE CASCADE,
+            thread TEXT NOT NULL,
+            reply_to TEXT NOT NULL
+        )""",
+        "CREATE INDEX case_threads_by_thread ON case_threads (thread)",
+        """CREATE TABLE follow_ups (
+            submission_id TEXT PRIMARY KEY NOT NULL,
+            case_id TEXT NOT NULL REFERENCES cases (case_id) ON DELETE CASCADE,
+            received_on TEXT NOT NULL,
+            sha256 TEXT NOT NULL
+        )""",
+        "CREATE INDEX follow_ups_by_case ON follow_ups (case_id)",
+        # Triage data: only here, never rebuilt; a reply is never changed but for the day
+        # it was sent, nor deleted.
+        """CREATE TABLE replies (
+            reply_id TEXT PRIMARY KEY NOT NULL,
+            case_id TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            day TEXT NOT NULL,
+            text TEXT NOT NULL,
+            ciphertext BLOB NOT NULL,
+            sent_on TEXT
+        )""",
+        "CREATE INDEX replies_by_case ON replies (case_id, day)",
+        """CREATE TRIGGER replies_keep_what_was_written
+           BEFORE UPDATE OF reply_id, case_id, thread, day, text, ciphertext ON replies
+           BEGIN SELECT RAISE(ABORT, 'a reply is never changed'); END""",
+        """CREATE TRIGGER replies_are_sent_once BEFORE UPDATE OF sent_on ON replies
+           WHEN OLD.sent_on IS NOT NULL
+           BEGIN SELECT RAISE(ABORT, 'a reply is marked sent once'); END""",
+        """CREATE TRIGGER replies_are_never_deleted BEFORE DELETE ON replies
+           BEGIN SELECT RAISE(ABORT, 'replies are never deleted'); END""",
+        # Cases indexed before have no threads or follow-ups in the index: index them again.
         "UPDATE cases SET stamp = ''",
     ),
 }
@@ -318,6 +369,18 @@ class Stats:
     by_category: list[tuple[str, int]]
     by_tool: list[tuple[str, int]]
     by_risk: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply to a case's source: as the reviewer wrote it, and when it left (or None)."""
+
+    reply_id: str
+    case_id: str
+    thread: str
+    day: str  # ISO day it was written
+    text: str
+    sent_on: str | None  # ISO day it went into a return file
 
 
 @dataclass(frozen=True)
@@ -686,6 +749,72 @@ class CaseStore:
         )
         return [Note(*row) for row in rows]
 
+    # -- The source's thread, its follow-ups, replies ------------------------------------
+
+    def case_for_thread(self, thread: str) -> str | None:
+        """The case a submission of `thread` is filed in: the oldest with that thread."""
+        rows = self._read(
+            "SELECT t.case_id FROM case_threads t JOIN cases c ON c.case_id = t.case_id "
+            "WHERE t.thread = ? ORDER BY c.received_on, t.case_id LIMIT 1",
+            (thread,),
+        )
+        return rows[0][0] if rows else None
+
+    def thread_of(self, case_id: str) -> tuple[str, str] | None:
+        """The case's (thread, reply_to), or None for a case sent without a receipt."""
+        rows = self._read("SELECT thread, reply_to FROM case_threads WHERE case_id = ?",
+                          (case_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def add_reply(self, case_id: str, text: str, *, day: datetime.date | None = None) -> Reply:
+        """Encrypt `text` to the case's source and queue it for the next return file.
+
+        The plaintext copy stays here, with the case. `ReplyError` for a text that
+        cannot be sent; `CaseStoreError` for a case its source cannot be reached in.
+        """
+        written_on = day or datetime.date.today()
+        found = self.thread_of(case_id)
+        if found is None:
+            raise CaseStoreError(
+                f"{case_code(case_id)} came without a way back to its source (it was not sent "
+                "with a receipt, or by an older intake), so no reply can reach it."
+            )
+        thread, reply_to = found
+        ciphertext = encrypt_reply(text, reply_to, written_on)
+        reply_id = secrets.token_hex(16)
+        with self._write() as db:
+            _known(db, case_id)
+            db.execute(
+                "INSERT INTO replies (reply_id, case_id, thread, day, text, ciphertext) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (reply_id, case_id, thread, written_on.isoformat(), text, ciphertext),
+            )
+        return Reply(reply_id, case_id, thread, written_on.isoformat(), text, None)
+
+    def replies(self, case_id: str) -> list[Reply]:
+        """The replies written to the case's source, oldest first."""
+        rows = self._read(
+            "SELECT reply_id, case_id, thread, day, text, sent_on FROM replies "
+            "WHERE case_id = ? ORDER BY day, rowid",
+            (case_id,),
+        )
+        return [Reply(*row) for row in rows]
+
+    def unsent_replies(self) -> list[tuple[str, str, bytes]]:
+        """Every reply not yet in a return file: (reply_id, thread, ciphertext), oldest first."""
+        return [(r, t, bytes(c)) for r, t, c in self._read(
+            "SELECT reply_id, thread, ciphertext FROM replies WHERE sent_on IS NULL "
+            "ORDER BY day, rowid")]
+
+    def mark_sent(self, reply_ids: Iterable[str], day: datetime.date | None = None) -> None:
+        """Note that these replies went into a return file, on `day` (once each)."""
+        when = (day or datetime.date.today()).isoformat()
+        with self._write() as db:
+            db.executemany(
+                "UPDATE replies SET sent_on = ? WHERE reply_id = ? AND sent_on IS NULL",
+                [(when, reply_id) for reply_id in reply_ids],
+            )
+
     # -- Triage ------------------------------------------------------------------------
 
     def set_status(self, case_id: str, status: str) -> None:
@@ -1050,9 +1179,10 @@ def _upgrade(db: sqlite3.Connection, path: Path) -> None:
 
 
 def _stamp(directory: str | Path) -> str:
-    """What changes when a case's files change: their sizes and modification times."""
+    """What changes when a case's files change: their sizes and modification times
+    (and the follow-ups folder's, which changes when a follow-up is filed in it)."""
     parts = []
-    for name in (REPORT_FILE, META_FILE):
+    for name in (REPORT_FILE, META_FILE, FOLLOW_UPS):
         try:
             st = os.stat(os.path.join(directory, name), follow_symlinks=False)
             parts.append(f"{st.st_size}:{st.st_mtime_ns}")
@@ -1111,6 +1241,8 @@ def _text_of(case: Case, indicators: Sequence[Indicator]) -> str:
     fields = case.fields
     parts = [str(fields.get(name) or "") for name in SEARCHED_FIELDS]
     parts.extend(indicator.value for indicator in indicators)
+    # What the source sent later is searched with the case it belongs to.
+    parts.extend(str(f.fields.get("narrative") or "") for f in case.follow_ups)
     return searchtext.fold("\n".join(parts))
 
 
@@ -1145,6 +1277,13 @@ def _write_index(db: sqlite3.Connection, case: Case, stamp: str) -> None:
         "INSERT INTO case_text (rowid, case_id, body) VALUES (?, ?, ?)",
         (cursor.lastrowid, case.case_id, _storable(_text_of(case, found))),
     )
+    if case.thread:
+        db.execute("INSERT INTO case_threads VALUES (?, ?, ?)",
+                   (case.case_id, case.thread, case.reply_to))
+    db.executemany(
+        "INSERT OR IGNORE INTO follow_ups VALUES (?, ?, ?, ?)",
+        [(f.case_id, case.case_id, f.received_on, f.sha256) for f in case.follow_ups],
+    )
 
 
 _SPECIFICITY = {"url": 0, "email": 1, "phone": 2, "app_id": 3, "sha256": 4, "sha1": 5, "md5": 6,
@@ -1159,5 +1298,5 @@ def _specific_first(indicator: Indicator) -> tuple[int, int, str]:
 __all__ = [
     "CORRELATED_KINDS", "AmbiguousCase", "CaseFilter", "CaseNotFound", "CaseStore",
     "CaseStoreBusy", "CaseStoreError", "CaseSummary", "FilterError", "IndicatorGroup", "Note",
-    "Relation", "Stats", "Triage", "checked_day", "checked_indicator", "index_case",
+    "Relation", "Reply", "Stats", "Triage", "checked_day", "checked_indicator", "index_case",
 ]

@@ -20,6 +20,20 @@ stored in, so that purge can rewrite or empty one partition at a time
 encrypted with age: nothing in the row is plaintext, and no column says
 anything the submission's own row does not.
 
+**Source mailboxes** (the follow-up channel, `intake.storage.mailboxes`) add,
+per mailbox and nothing else: the SHA-256 of its lookup key (how a receipt
+finds it: the receipt itself and the keys derived from it are never stored),
+its reply identity wrapped under the receipt's wrapping key and that
+identity's age recipient in the clear (the reviewers encrypt replies to it), a
+random thread id (what reviewers and return files name it by), the day of the
+source's last visit or message (its deletion date follows from it); per
+submission sent through it, its status (received, exported, imported), kept
+after the submission itself is purged, for as long as the mailbox lives; per
+reply, a random id, its place in the mailbox's order and its padded age
+ciphertext. An open upload keeps the thread of the mailbox it will be filed
+into, and forgets it once filed. Deleting a mailbox deletes all of these
+(ON DELETE CASCADE).
+
 The migrations in `migrations/versions/` are the schema's source of truth in a
 database; these models must agree with them (a test compares the two).
 """
@@ -38,6 +52,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     SmallInteger,
     String,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
@@ -110,6 +125,8 @@ UPLOAD_ROW_SHAPE = (
     " AND keyring_version IS NULL AND expires_minute IS NULL AND started_on IS NULL"
     " AND expires_on IS NOT NULL)"
 )
+#: A filed upload no longer knows which mailbox it went to (migration 0007_mailboxes).
+UPLOAD_MAILBOX_SHAPE = "state IN ('open', 'finishing') OR mailbox IS NULL"
 
 
 class Upload(Base):
@@ -129,6 +146,7 @@ class Upload(Base):
     __table_args__ = (
         CheckConstraint(_in("state", UPLOAD_STATES), name="upload_state"),
         CheckConstraint(UPLOAD_ROW_SHAPE, name="upload_row_shape"),
+        CheckConstraint(UPLOAD_MAILBOX_SHAPE, name="upload_mailbox_shape"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -139,6 +157,9 @@ class Upload(Base):
     expires_minute: Mapped[int | None] = mapped_column(Integer)  # minutes since the epoch, UTC
     expires_on: Mapped[date | None] = mapped_column(Date)  # a filed row goes after this day
     started_on: Mapped[date | None] = mapped_column(Date)  # the day it began, while open
+    # The thread of the source mailbox the upload is filed into, while open. Not a
+    # foreign key: deleting a mailbox clears it in the same transaction.
+    mailbox: Mapped[str | None] = mapped_column(String(32))
 
     @validates("expires_on", "started_on")
     def _only_a_day(self, key: str, value: date | None) -> date | None:
@@ -227,3 +248,73 @@ class SubmissionAck(Base):
         String(32), ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True
     )
     recipient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+#: A submission's status as its source sees it (`intake.storage.mailboxes`).
+MAILBOX_STATUSES = ("received", "exported", "imported")
+
+
+class Mailbox(Base):
+    """A source's mailbox: found by a receipt, holding statuses and replies.
+
+    `thread` is a random 128-bit id (hex); `lookup_hash` the hex SHA-256 of the
+    lookup key derived from the receipt (unique); `wrapped_identity` the
+    mailbox's X25519 identity sealed under the receipt's wrapping key;
+    `reply_to` that identity's age recipient; `last_active_on` the day the
+    source last opened the mailbox or sent through it.
+    """
+
+    __tablename__ = "mailboxes"
+
+    thread: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lookup_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    wrapped_identity: Mapped[bytes] = mapped_column(LargeBinary)
+    reply_to: Mapped[str] = mapped_column(String(100))
+    last_active_on: Mapped[date] = mapped_column(Date)
+
+    @validates("last_active_on")
+    def _only_a_day(self, _key: str, value: date) -> date:
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise TypeError("last_active_on is a day (datetime.date), never a time")
+        return value
+
+
+class MailboxSubmission(Base):
+    """A submission sent through a mailbox, its place in the mailbox's order, and its
+    status for the source.
+
+    Not a foreign key to `submissions`: the status outlives the purged
+    submission, never the mailbox.
+    """
+
+    __tablename__ = "mailbox_submissions"
+    __table_args__ = (
+        CheckConstraint(_in("status", MAILBOX_STATUSES), name="mailbox_submission_status"),
+        UniqueConstraint("thread", "number", name="mailbox_submission_order"),
+    )
+
+    submission_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    thread: Mapped[str] = mapped_column(
+        String(32), ForeignKey("mailboxes.thread", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)  # 1 for the first sent through it, then 2...
+    status: Mapped[str] = mapped_column(String(16), default="received",
+                                        server_default="received")
+
+
+class MailboxReply(Base):
+    """A reviewer's reply in a mailbox: padded age ciphertext to the mailbox's `reply_to`.
+
+    `number` orders a mailbox's replies (1, 2, ...), nothing finer; `reply_id`
+    is the reviewer's random id, so that a reply fed twice is delivered once.
+    """
+
+    __tablename__ = "mailbox_replies"
+    __table_args__ = (UniqueConstraint("thread", "number", name="mailbox_reply_order"),)
+
+    reply_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    thread: Mapped[str] = mapped_column(
+        String(32), ForeignKey("mailboxes.thread", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)

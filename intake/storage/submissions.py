@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -49,10 +50,13 @@ def record_submission(
     submission_id: str,
     day: date,
     keyring_version: int,
+    also: Callable[[Session], None] | None = None,
 ) -> Submission:
     """Commit the row of a blob already written in full; if that fails, delete the blob.
 
-    The size is the blob's. A database failure (a duplicate id, a database
+    The size is the blob's. `also`, if given, writes more rows in the same
+    transaction (the link to the source's mailbox), so that both exist or
+    neither does. A database failure (a duplicate id, a database
     that is down) raises `SubmissionNotStored`, any other exception propagates
     as it is; either way the blob is gone first. Should the database commit and
     yet report a failure (a connection lost during COMMIT), a row without a
@@ -70,6 +74,8 @@ def record_submission(
         # The row is handed back: keep it readable after the session closes.
         with session_factory(expire_on_commit=False) as session, session.begin():
             session.add(row)
+            if also is not None:
+                also(session)
     except DBAPIError as exc:
         _forget(store, submission_id, day)
         if is_storage_full(exc):

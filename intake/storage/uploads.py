@@ -47,7 +47,7 @@ the upload's row cut down, all or nothing.
 answer was lost is answered "stored" instead of filing twice. That row keeps
 nothing but its id, its state and the day after which it goes (the day after
 it was filed: a retry a minute after midnight still finds it); no size, no
-keyring version, no hour. `cleanup` deletes expired uploads and stray part
+keyring version, no hour, no mailbox. `cleanup` deletes expired uploads and stray part
 files and runs from the request path, without a cron job; in PostgreSQL it
 runs under a transaction-scoped advisory lock, so that one app server at a
 time does it, and deletes each expired upload's row and rows of chunks in one
@@ -99,6 +99,12 @@ LOCK_NOT_AVAILABLE = "55P03"
 #: What `file` calls with the upload's first bytes; returns the keyring version to record,
 #: or raises `UploadRefused` (the upload is then discarded).
 Check = Callable[[bytes], int]
+#: More rows written with a filed submission's row, in its transaction: (session, its id).
+Also = Callable[[Session, str], None]
+
+
+def _bound(also: Also | None, submission_id: str) -> Callable[[Session], None] | None:
+    return None if also is None else (lambda session: also(session, submission_id))
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,7 @@ class UploadStore(abc.ABC):
     def _filed_values(self) -> dict[str, object]:
         """What a filed upload's row keeps: its id, its state and the day after which it goes."""
         return dict(state="finished", size=None, received=None, keyring_version=None,
-                    expires_minute=None, started_on=None,
+                    expires_minute=None, started_on=None, mailbox=None,
                     expires_on=self._today() + timedelta(days=FINISHED_KEEP_DAYS))
 
     @staticmethod
@@ -259,14 +265,16 @@ class UploadStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def file(self, upload_id: str, blobs: BlobStore, check: Check, *, prefix: int) -> bool:
+    def file(self, upload_id: str, blobs: BlobStore, check: Check, *, prefix: int,
+             also: Also | None = None) -> bool:
         """File the complete upload as a new submission in `blobs`, exactly once.
 
         `check` gets the first `prefix` bytes and returns the keyring version
         to record, or raises `UploadRefused` (the upload is discarded, and the
-        error raised again). True if this call filed it, False if it was filed
-        already. UploadInProgress while another live request files it;
-        UploadGone.
+        error raised again). `also(session, submission_id)` writes more rows
+        in the transaction of the submission's row (the link to the source's
+        mailbox). True if this call filed it, False if it was filed already.
+        UploadInProgress while another live request files it; UploadGone.
         """
 
     @abc.abstractmethod
@@ -368,7 +376,8 @@ class FilesystemUploadStore(UploadStore):
         finally:
             os.close(fd)
 
-    def file(self, upload_id: str, blobs: BlobStore, check: Check, *, prefix: int) -> bool:
+    def file(self, upload_id: str, blobs: BlobStore, check: Check, *, prefix: int,
+             also: Also | None = None) -> bool:
         if not isinstance(blobs, FilesystemBlobStore):
             raise TypeError("uploads on disk are filed into the blob store on disk")
         upload = self.get(upload_id)
@@ -381,7 +390,7 @@ class FilesystemUploadStore(UploadStore):
             if earlier is not None:
                 # A finish was interrupted after the part file became a blob: complete
                 # that submission rather than file the same ciphertext twice.
-                self._complete(upload, earlier, blobs)
+                self._complete(upload, earlier, blobs, also)
                 return True
             path = self.path(upload_id)
             with path.open("rb") as fh:
@@ -395,21 +404,23 @@ class FilesystemUploadStore(UploadStore):
             try:
                 blobs.adopt(path, submission_id, day)
                 record_submission(self._sessions, blobs, submission_id=submission_id, day=day,
-                                  keyring_version=version)
+                                  keyring_version=version, also=_bound(also, submission_id))
             except BaseException:
                 self.reopen(upload_id)  # the part file is intact: finish again
                 raise
             self.mark_filed(upload_id)
             return True
 
-    def _complete(self, upload: Upload, submission_id: str, blobs: FilesystemBlobStore) -> None:
+    def _complete(self, upload: Upload, submission_id: str, blobs: FilesystemBlobStore,
+                  also: Also | None) -> None:
         """Finish what an interrupted finish began: its blob exists, its row may not."""
         with self._sessions() as session:
             recorded = session.get(Submission, submission_id) is not None
         if not recorded:
             record_submission(self._sessions, blobs, submission_id=submission_id,
                               day=blobs.day_of(submission_id),
-                              keyring_version=upload.keyring_version)
+                              keyring_version=upload.keyring_version,
+                              also=_bound(also, submission_id))
         self.mark_filed(upload.id)
 
     def reopen(self, upload_id: str) -> None:
@@ -492,7 +503,8 @@ class PostgresUploadStore(UploadStore):
                 upload.expires_minute = self._deadline()
             return upload.received
 
-    def file(self, upload_id: str, blobs: BlobStore, check: Check, *, prefix: int) -> bool:
+    def file(self, upload_id: str, blobs: BlobStore, check: Check, *, prefix: int,
+             also: Also | None = None) -> bool:
         from intake.storage.pgblobs import (
             PostgresBlobStore,
             part_blob_id,
@@ -519,6 +531,8 @@ class PostgresUploadStore(UploadStore):
                 session.add(Submission(id=submission_id, received_on=upload.started_on,
                                        size=upload.size, keyring_version=version,
                                        state="received"))
+                if also is not None:
+                    also(session, submission_id)
                 for name, value in self._filed_values().items():
                     setattr(upload, name, value)
                 return True

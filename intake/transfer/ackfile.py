@@ -9,9 +9,11 @@
 
 Each proof signs everything but ``proofs`` (`signed_body`), with the key
 that reviewer's challenge for that bundle seeds (`intake.transfer.proof`).
-``replies`` is always present; its entries are checked here in shape and
-size so that later versions can fill it, and the server does not deliver
-them yet. ``intake-ack/v1`` (``{"format", "submissions"}``, no reviewer, no
+``replies`` is always present: each is a reviewer's reply to a source, age
+ciphertext (base64) to the source mailbox's ``reply_to``, written by
+`intake review reply`; its entries are checked here in shape and size, and
+the server delivers them (`intake.transfer.server_side`) only when a proof
+holds. ``intake-ack/v1`` (``{"format", "submissions"}``, no reviewer, no
 proof) is still read: the server counts it only when the admin accepts
 unproven acks.
 

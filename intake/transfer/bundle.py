@@ -10,6 +10,14 @@ with the reviewers' tools, see the architecture):
   bundles made before reviewer proofs; such bundles still import. Nothing in
   it links two submissions beyond their being in the same bundle.
 - ``submissions/<id>.age``, one per manifest entry, byte for byte the blob.
+- ``threads.age``, listed in the manifest as ``"threads": {"size", "sha256"}``
+  when the bundle holds submissions sent through a source's mailbox: an age
+  file to the keyring's active recipients whose plaintext is
+  ``{"format": "intake-threads/v1", "submissions": [{"id", "thread",
+  "reply_to"}]}`` followed by spaces up to its Padmé length
+  (`threads_plaintext`, `parse_threads`). It is what says which submissions
+  come from one source, so it is never in the clear. Bundles without it
+  (older servers, or no mailbox) import as before.
 
 `parse_manifest` bounds the manifest in size, in number of entries and in
 the shape of each (exact keys, ASCII ids by `re.fullmatch`, sizes within
@@ -40,6 +48,8 @@ from intake.limits import MAX_AGE_HEADER, MAX_CONTAINER, MAX_RECIPIENTS
 
 EXPORT_FORMAT = "intake-export/v1"
 MANIFEST = "manifest.json"
+THREADS = "threads.age"
+THREADS_FORMAT = "intake-threads/v1"
 
 #: Submissions one bundle may list; a larger export is split into several bundles.
 MAX_BUNDLE_SUBMISSIONS = 100_000
@@ -52,17 +62,26 @@ MAX_BLOB = MAX_CONTAINER + MAX_CONTAINER // 4096 + MAX_AGE_HEADER + 64
 MAX_CHALLENGE_CIPHERTEXT = 2048
 #: Bound on a keyring version in a manifest (the keyring's own bound is far lower in practice).
 MAX_KEYRING_VERSION = 2**31 - 1
+#: Bound on threads.age: about 150 bytes per submission of the largest bundle, padded, with
+#: age's framing and a header of MAX_RECIPIENTS stanzas.
+MAX_THREADS = 32 * 1024 * 1024
 
 SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")
 BUNDLE_ID = re.compile(r"[0-9a-f]{32}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 #: A keyring recipient id (the keyring's own rule; checked again here, the manifest is hostile).
 RECIPIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: A source mailbox's thread, and its reply recipient (an age X25519 key: Bech32, 58 data
+#: characters after "age1").
+THREAD = re.compile(r"[0-9a-f]{32}")
+REPLY_TO = re.compile(r"age1[02-9ac-hj-np-z]{58}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _MEMBER = re.compile(r"submissions/([0-9a-f]{32})\.age")
 
-_MANIFEST_KEYS = {"format", "bundle", "submissions", "challenges"}
+_MANIFEST_KEYS = {"format", "bundle", "submissions", "challenges", "threads"}
+_THREADS_KEYS = {"size", "sha256"}
+_THREAD_ENTRY_KEYS = {"id", "thread", "reply_to"}
 _ENTRY_KEYS = {"id", "received_on", "size", "sha256", "keyring_version"}
 _CHALLENGE_KEYS = {"recipient_id", "ciphertext"}
 
@@ -119,10 +138,27 @@ class Challenge:
 
 
 @dataclass(frozen=True)
+class ThreadsMember:
+    """What the manifest says of threads.age: its size and SHA-256."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     bundle_id: str | None  # None for a bundle made before reviewer proofs
     entries: list[Entry]
     challenges: list[Challenge]
+    threads: ThreadsMember | None = None  # None when the bundle has no threads.age
+
+
+@dataclass(frozen=True)
+class SourceThread:
+    """The source mailbox a submission came through (from threads.age)."""
+
+    thread: str
+    reply_to: str
 
 
 def member_name(submission_id: str) -> str:
@@ -130,9 +166,10 @@ def member_name(submission_id: str) -> str:
 
 
 def manifest_document(
-    bundle_id: str, entries: list[Entry], challenges: list[Challenge]
+    bundle_id: str, entries: list[Entry], challenges: list[Challenge],
+    threads: ThreadsMember | None = None,
 ) -> dict[str, Any]:
-    return {
+    document: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "bundle": bundle_id,
         "submissions": [e.as_json() for e in entries],
@@ -144,6 +181,52 @@ def manifest_document(
             for c in challenges
         ],
     }
+    if threads is not None:
+        document["threads"] = {"size": threads.size, "sha256": threads.sha256}
+    return document
+
+
+def threads_plaintext(threads: dict[str, SourceThread]) -> bytes:
+    """threads.age's plaintext: the JSON, then spaces up to its Padmé length."""
+    from intake.crypto.container import padme  # the container's padding, one definition
+
+    document = {
+        "format": THREADS_FORMAT,
+        "submissions": [
+            {"id": submission_id, "thread": t.thread, "reply_to": t.reply_to}
+            for submission_id, t in sorted(threads.items())
+        ],
+    }
+    data = json.dumps(document, separators=(",", ":")).encode("ascii")
+    return data + b" " * (padme(len(data)) - len(data))
+
+
+def parse_threads(plaintext: bytes, manifest: Manifest) -> dict[str, SourceThread]:
+    """Submission id -> its source's thread, from threads.age's plaintext; checked whole.
+
+    Every id must be one of the manifest's, once; every thread and reply_to of
+    their exact shape. A `BundleError` otherwise.
+    """
+    malformed = BundleError(f"The bundle's threads.age is malformed; {AGAIN}.")
+    try:
+        document = json.loads(plaintext.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise malformed from None
+    if not (isinstance(document, dict) and set(document) == {"format", "submissions"}
+            and document["format"] == THREADS_FORMAT
+            and isinstance(document["submissions"], list)
+            and len(document["submissions"]) <= len(manifest.entries)):
+        raise malformed
+    listed = {e.id for e in manifest.entries}
+    found: dict[str, SourceThread] = {}
+    for raw in document["submissions"]:
+        if not (isinstance(raw, dict) and set(raw) == _THREAD_ENTRY_KEYS
+                and all(isinstance(v, str) for v in raw.values())
+                and raw["id"] in listed and raw["id"] not in found
+                and THREAD.fullmatch(raw["thread"]) and REPLY_TO.fullmatch(raw["reply_to"])):
+            raise malformed
+        found[raw["id"]] = SourceThread(raw["thread"], raw["reply_to"])
+    return found
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -241,7 +324,15 @@ def parse_manifest(data: bytes) -> Manifest:
         raise BundleError(f"The bundle's manifest has two challenges for one reviewer; {AGAIN}.")
     if challenges and bundle_id is None:
         raise BundleError(f"The bundle's manifest has challenges but no bundle id; {AGAIN}.")
-    return Manifest(bundle_id, entries, challenges)
+    threads = None
+    if "threads" in document:
+        raw = document["threads"]
+        if not (isinstance(raw, dict) and set(raw) == _THREADS_KEYS
+                and _is_int(raw["size"], 1, MAX_THREADS)
+                and isinstance(raw["sha256"], str) and SHA256.fullmatch(raw["sha256"])):
+            raise BundleError(f"The bundle's manifest describes threads.age wrongly; {AGAIN}.")
+        threads = ThreadsMember(raw["size"], raw["sha256"])
+    return Manifest(bundle_id, entries, challenges, threads)
 
 
 def _shown(name: str) -> str:
@@ -357,7 +448,11 @@ class BundleReader:
         if first.size > MAX_MANIFEST:
             raise BundleError(f"The bundle's manifest is larger than any export writes; {AGAIN}.")
         manifest = parse_manifest(self._read(first, first.size))
-        expected = {member_name(e.id): e for e in manifest.entries}
+        expected: dict[str, Entry | ThreadsMember] = {
+            member_name(e.id): e for e in manifest.entries
+        }
+        if manifest.threads is not None:
+            expected[THREADS] = manifest.threads
         members: dict[str, tarfile.TarInfo] = {}
         while (member := self._next()) is not None:
             if member.name == MANIFEST or member.name in members:
@@ -397,6 +492,11 @@ class BundleReader:
     def open_blob(self, submission_id: str) -> BinaryIO:
         """The blob of `submission_id` as it arrived: exactly its manifest size."""
         return self.open_member(self._members[member_name(submission_id)])
+
+    def read_threads(self) -> bytes | None:
+        """threads.age's bytes (at most `MAX_THREADS`), or None if the bundle has none."""
+        member = self._members.get(THREADS)
+        return None if member is None else self._read(member, MAX_THREADS)
 
     def blob_extent(self, submission_id: str) -> tuple[int, int]:
         """Where the blob of `submission_id` lies in the bundle file: (offset, length).

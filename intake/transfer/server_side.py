@@ -9,6 +9,12 @@ public key, never the challenge. Rows are marked exported only after the
 bundle is completely written, fsynced and renamed into place, in batches
 that stay far below SQLite's limit on bound variables.
 
+A bundle whose submissions include some sent through a source's mailbox
+also carries ``threads.age`` (`intake.transfer.bundle`): which thread and
+reply recipient each of those has, encrypted to the same reviewers; the
+manifest in the clear says nothing that links two submissions. Their
+statuses in the mailbox move to "exported" with the rows.
+
 Two exports (or purges) at once cannot take the same submissions: a lock
 file in the data directory serialises them on one host, a PostgreSQL
 advisory lock across every host that shares the database (several
@@ -31,13 +37,24 @@ reviewer's ack of a submission whose hash matches the server's copy is
 recorded; the blob and its row are deleted once `quorum` distinct proven
 reviewers have acked it. Feeding a file twice records nothing new. A v1
 file (no proof) counts only when the admin accepts unproven acks, and only
-with quorum 1. Replies are not delivered yet: they are counted and skipped.
+with quorum 1.
+
+Every submission a counted ack names moves to "imported" in its source's
+mailbox (whatever the quorum: the source learns that a reviewer has it).
+The replies a v2 file carries are delivered into their mailboxes only when
+the file has at least one valid proof (the proof signs the replies too): each
+reply id once, however often the file is fed; a reply for a thread this
+server has no mailbox for (never, or deleted) is reported and skipped;
+nothing delivered before is ever replaced or removed. Both commands also
+delete the mailboxes past their days without activity.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import secrets
@@ -52,22 +69,28 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.config import Settings
+from intake.crypto.envelope import encrypt_bytes
 from intake.crypto.keyring import Recipient, load_admins, load_keyring, utc_now, verify_keyring
 from intake.errors import IntakeError
 from intake.fsutil import atomic_writer
 from intake.limits import MAX_RECIPIENTS
 from intake.storage import db
 from intake.storage.blobs import BlobStore, Reclaimed, open_blob_store
+from intake.storage.mailboxes import Delivery, MailboxStore
 from intake.storage.models import ExportChallenge, Submission, SubmissionAck
 from intake.storage.submissions import highest_keyring_version, listable_submissions
 from intake.transfer import proof
 from intake.transfer.ackfile import ACK_V1, AckFile, read_ack
 from intake.transfer.bundle import (
     MAX_BUNDLE_SUBMISSIONS,
+    THREADS,
     Challenge,
     Entry,
+    SourceThread,
+    ThreadsMember,
     manifest_document,
     member_name,
+    threads_plaintext,
 )
 
 Progress = Callable[[int, int], None]
@@ -233,9 +256,11 @@ def export_bundles(
     engine = db.make_engine(settings.database_url)
     sessions = db.make_session_factory(engine)
     store = open_blob_store(settings, engine)
+    mailboxes = MailboxStore(sessions, days=settings.mailbox_days)
     result = Export()
     try:
         with export_lock(lock_dir(settings), engine):
+            mailboxes.delete_inactive()
             states = ("received", "exported") if everything else ("received",)
             with sessions() as session:
                 rows = [r for r in listable_submissions(session, store) if r.state in states]
@@ -256,10 +281,16 @@ def export_bundles(
             done = 0
             for start in range(0, len(entries), MAX_BUNDLE_SUBMISSIONS):
                 chunk = entries[start : start + MAX_BUNDLE_SUBMISSIONS]
+                threads = {
+                    submission_id: SourceThread(thread, reply_to)
+                    for submission_id, (thread, reply_to)
+                    in mailboxes.threads_of([e.id for e in chunk]).items()
+                }
                 path = _write_bundle(sessions, store, out_dir, chunk, reviewers, progress,
-                                     done, total)
+                                     done, total, threads)
                 done += sum(e.size for e in chunk)
                 _mark_exported(sessions, [e.id for e in chunk])
+                mailboxes.mark([e.id for e in chunk], "exported", only_from=("received",))
                 result.bundles.append((path, len(chunk)))
             return result
     finally:
@@ -275,16 +306,27 @@ def _write_bundle(
     progress: Progress | None,
     done: int,
     total: int,
+    threads: dict[str, SourceThread],
 ) -> Path:
     bundle_id = secrets.token_hex(16)
     challenges = _new_challenges(sessions, bundle_id, reviewers)
-    manifest = json.dumps(manifest_document(bundle_id, entries, challenges), indent=1).encode()
+    threads_age = (
+        encrypt_bytes(threads_plaintext(threads), [r.recipient for r in reviewers])
+        if threads else None
+    )
+    member = (None if threads_age is None
+              else ThreadsMember(len(threads_age), hashlib.sha256(threads_age).hexdigest()))
+    manifest = json.dumps(
+        manifest_document(bundle_id, entries, challenges, member), indent=1
+    ).encode()
     target = _bundle_path(out_dir)
     with (
         atomic_writer(target, mode=0o600, overwrite=False) as raw,
         tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar,
     ):
         tar.addfile(_tar_info("manifest.json", len(manifest)), io.BytesIO(manifest))
+        if threads_age is not None:
+            tar.addfile(_tar_info(THREADS, len(threads_age)), io.BytesIO(threads_age))
         for entry in entries:
             with store.open(entry.id, date.fromisoformat(entry.received_on)) as blob:
                 tar.addfile(_tar_info(member_name(entry.id), entry.size), blob)
@@ -362,13 +404,16 @@ class PurgeResult:
     proven: list[str] = field(default_factory=list)  # recipient ids with a valid proof
     forged: int = 0  # proofs whose signature does not match this file
     unknown_bundle: int = 0  # proofs for a bundle (or reviewer) this server has no challenge of
-    replies_skipped: int = 0
+    imported: list[str] = field(default_factory=list)  # statuses moved to "imported"
+    replies: Delivery = field(default_factory=Delivery)
+    replies_refused: list[str] = field(default_factory=list)  # not an age file
     #: What the blob store did to make the deleted bytes leave its files.
     reclaimed: Reclaimed = field(default_factory=Reclaimed)
 
     @property
     def problems(self) -> bool:
-        return bool(self.kept or self.forged or self.unknown_bundle or self.reclaimed.busy)
+        return bool(self.kept or self.forged or self.unknown_bundle or self.reclaimed.busy
+                    or self.replies.unknown_thread or self.replies.full or self.replies_refused)
 
 
 def purge(
@@ -392,9 +437,11 @@ def purge(
     engine = db.make_engine(settings.database_url)
     sessions = db.make_session_factory(engine)
     store = open_blob_store(settings, engine)
-    result = PurgeResult(format=ack.format, replies_skipped=len(ack.replies))
+    mailboxes = MailboxStore(sessions, days=settings.mailbox_days)
+    result = PurgeResult(format=ack.format)
     try:
         with export_lock(lock_dir(settings), engine):
+            mailboxes.delete_inactive()
             if ack.format != ACK_V1:
                 _check_proofs(ack, sessions, result)
                 if not result.proven:
@@ -402,15 +449,34 @@ def purge(
                         "The return file carries no valid reviewer proof "
                         f"({result.forged} forged or altered, {result.unknown_bundle} for "
                         "bundles this server does not know or no longer keeps); nothing was "
-                        "purged. Ask the reviewers for a new one with `intake review ack`."
+                        "purged and no reply delivered. Ask the reviewers for a new one with "
+                        "`intake review ack`."
                     )
+                _deliver_replies(ack, mailboxes, result)
             for submission_id, sha256 in ack.submissions:
                 _purge_one(submission_id, sha256, ack, sessions, store, quorum, result)
+            mailboxes.mark(result.imported, "imported", only_from=("received", "exported"))
             if result.deleted:
                 result.reclaimed = store.reclaim(progress=progress)
     finally:
         engine.dispose()
     return result
+
+
+#: What every age file starts with (the rest only the source's mailbox can check).
+_AGE_INTRO = b"age-encryption.org/v1\n"
+
+
+def _deliver_replies(ack: AckFile, mailboxes: MailboxStore, result: PurgeResult) -> None:
+    """Deliver the proven file's replies (see the module docstring)."""
+    deliverable = []
+    for reply in ack.replies:
+        ciphertext = base64.b64decode(reply.ciphertext)  # checked by the ack file's reader
+        if not ciphertext.startswith(_AGE_INTRO):
+            result.replies_refused.append(reply.reply_id)
+            continue
+        deliverable.append((reply.reply_id, reply.thread, ciphertext))
+    result.replies = mailboxes.deliver(deliverable)
 
 
 def _check_proofs(ack: AckFile, sessions: sessionmaker, result: PurgeResult) -> None:
@@ -455,6 +521,7 @@ def _purge_one(
     if store.sha256(submission_id, day) != sha256:
         result.kept.append((submission_id, "the hash does not match the server's copy"))
         return
+    result.imported.append(submission_id)  # a reviewer holds it: its source may know
     if ack.format == ACK_V1:
         reviewers = 1  # accepted unproven, quorum 1 (checked by the caller)
     else:

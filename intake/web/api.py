@@ -14,6 +14,15 @@ the no-JavaScript path, through the upload store's interface (the parts may be
 files or rows in PostgreSQL: an upload begun on one app server is finished on
 another). Every state-changing call needs the CSRF token in the
 ``X-CSRFToken`` header. Errors are JSON: ``{"error": code, "message"}``.
+
+**Receipts.** A new report's page draws its receipt itself and sends it with
+the create (``"receipt"``), so that an answer to finish that never arrives
+cannot lose it: the server derives its keys there (waiting for a report
+derivation slot, never refused), makes or finds the mailbox, and keeps only
+the mailbox's thread in the upload's row; the submission is linked to it when
+it is filed. A follow-up sent from a mailbox page sends the page's ticket
+(``"mailbox"``) instead. Without either, the report is filed without a
+mailbox. The receipt is never stored, logged or sent back.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from wtforms.validators import ValidationError
 from intake.crypto import keyring as kr
 from intake.crypto import payload
 from intake.crypto.header import check_client_ciphertext, declared_size_problem
+from intake.crypto.receipt import normalise_receipt
 from intake.errors import EnvelopeError
 from intake.limits import MAX_AGE_HEADER, UPLOAD_CHUNK, MiB
 from intake.storage.models import Upload as UploadRow
@@ -42,6 +52,7 @@ from intake.storage.uploads import (
     UploadRefused,
 )
 from intake.web.keyring_state import IntakeClosed
+from intake.web.receipts import Ticket, keys_for_report, read_ticket
 
 CHUNK_SIZE = UPLOAD_CHUNK
 MAX_CHUNK = 8 * MiB
@@ -92,15 +103,15 @@ def require_csrf() -> None:
             validate_csrf(request.headers.get("X-CSRFToken", ""))
         except ValidationError:
             raise ApiError(400, "csrf", "The page expired; reload it and send again.") from None
-    _cleanup_now_and_then()
+    cleanup_now_and_then()
 
 
-def _cleanup_now_and_then() -> None:
+def cleanup_now_and_then() -> None:
     state = _state()
     now = time.monotonic()
     if now - state.last_cleanup >= CLEANUP_EVERY_SECONDS:
         state.last_cleanup = now
-        state.uploads.cleanup()
+        state.clean_up()
 
 
 @bp.errorhandler(ApiError)
@@ -162,12 +173,42 @@ def create_upload():
     if problem is not None:
         raise ApiError(422, "impossible_size",
                        f"No report encrypted to this keyring has this size: {problem}.")
+    receipt, ticket = _receipt_or_ticket(body)
     try:
         upload_id = _state().uploads.create(size, version)
     except UploadBudgetFull:
         raise ApiError(503, "busy", "The intake is busy; try again in a few minutes.") from None
+    try:
+        if receipt is not None:
+            keys = keys_for_report(receipt)
+            del receipt
+            _state().mailboxes.attach_upload(upload_id, keys=keys)
+        elif ticket is not None:
+            _state().mailboxes.attach_upload(upload_id, thread=ticket.thread)
+    except BaseException:
+        _state().uploads.discard(upload_id)
+        raise
     return jsonify(id=upload_id, chunk_size=CHUNK_SIZE, max_chunk=MAX_CHUNK, max_size=limit,
                    offset=0), 201
+
+
+def _receipt_or_ticket(body: dict[str, Any]) -> tuple[str | None, Ticket | None]:
+    """The new report's receipt, or the follow-up's mailbox ticket, or neither."""
+    if "receipt" in body and "mailbox" in body:
+        raise ApiError(400, "bad_receipt", "Send a receipt or a mailbox ticket, not both.")
+    if "receipt" in body:
+        receipt = normalise_receipt(body["receipt"]) if isinstance(body["receipt"], str) else None
+        if receipt is None:
+            raise ApiError(400, "bad_receipt", "Send the receipt as 20 decimal digits.")
+        return receipt, None
+    if "mailbox" in body:
+        ticket = read_ticket(body["mailbox"])
+        if ticket is None or not _state().mailboxes.exists(ticket.thread):
+            raise ApiError(409, "mailbox_expired",
+                           "This mailbox page has expired; open your mailbox again with your "
+                           "receipt, then send.")
+        return None, ticket
+    return None, None
 
 
 def _upload(upload_id: str):
@@ -235,7 +276,7 @@ def finish(upload_id: str):
                        offset=upload.received)
     try:
         filed = state.uploads.file(upload_id, state.store, _checker(upload),
-                                   prefix=FINISH_PREFIX)
+                                   prefix=FINISH_PREFIX, also=_link(upload.mailbox))
     except UploadInProgress:
         raise ApiError(409, "in_progress",
                        "This upload is being filed; ask again in a moment.") from None
@@ -250,6 +291,14 @@ def finish(upload_id: str):
     if not filed:  # another request filed it meanwhile: this one was a retry
         return jsonify(status="stored"), 200
     return jsonify(status="stored"), 201
+
+
+def _link(thread: str | None):
+    """What links the filed submission to the upload's mailbox, in its row's transaction."""
+    if thread is None:
+        return None
+    mailboxes = _state().mailboxes
+    return lambda session, submission_id: mailboxes.link(session, thread, submission_id)
 
 
 def _checker(upload: UploadRow):

@@ -22,10 +22,13 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from intake.config import QUICK_EXIT_URL, Settings, load_secret_key
+from intake.crypto.receipt import DerivationSecrets, load_or_create_secrets
 from intake.errors import IntakeError, is_storage_full
 from intake.resources import STATIC, TRANSLATIONS, check_installed
 from intake.storage import db
 from intake.storage.blobs import BlobStore, FilesystemBlobStore, open_blob_store
+from intake.storage.derivation import DerivationSlots
+from intake.storage.mailboxes import MailboxStore
 from intake.storage.submissions import (
     SubmissionNotStored,
     find_orphans,
@@ -33,13 +36,15 @@ from intake.storage.submissions import (
     raise_keyring_version,
 )
 from intake.storage.uploads import UploadStore, open_upload_store
-from intake.web import api, report
+from intake.web import api, followup, report
 from intake.web.i18n import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
     choose_language,
     current_language,
     language_links,
+    long_day,
+    page_digits,
 )
 from intake.web.keyring_state import IntakeClosed, KeyringWatcher
 from intake.web.request import IntakeRequest
@@ -59,8 +64,16 @@ class IntakeState:
     session_factory: sessionmaker
     watcher: KeyringWatcher
     uploads: UploadStore
+    mailboxes: MailboxStore
+    derivation: DerivationSecrets
+    slots: DerivationSlots
     vendor: dict[str, str] | None = None
     last_cleanup: float = float("-inf")
+
+    def clean_up(self) -> None:
+        """Expired uploads, and mailboxes past their days (or empty and orphaned)."""
+        self.uploads.cleanup()
+        self.mailboxes.delete_inactive()
 
 
 def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Flask:
@@ -105,8 +118,21 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         interval=settings.keyring_check_seconds,
     )
     uploads = open_upload_store(settings, session_factory, engine)
+    # Beside a shared INTAKE_SECRET_KEY_FILE the receipt secrets are read, never made: each
+    # host making its own would split the mailboxes between hosts.
+    derivation = load_or_create_secrets(settings.receipt_secrets_path,
+                                         create=settings.secret_key_file is None)
+    if derivation.weaker_than_default:
+        admin_log.warning(
+            "the receipt secrets file sets a weaker Argon2id cost than the default; "
+            "a seized server's receipts are cheaper to guess"
+        )
     app.extensions["intake"] = IntakeState(
-        settings, store, session_factory, watcher, uploads, vendor=load_vendor_manifest()
+        settings, store, session_factory, watcher, uploads,
+        mailboxes=MailboxStore(session_factory, days=settings.mailbox_days),
+        derivation=derivation,
+        slots=DerivationSlots(engine, settings.data_dir),
+        vendor=load_vendor_manifest(),
     )
     Babel(app, locale_selector=lambda: g.get("lang", DEFAULT_LANGUAGE))
 
@@ -119,10 +145,13 @@ def build_app(settings: Settings, overrides: dict[str, Any] | None = None) -> Fl
         watcher.current()
 
     app.register_blueprint(report.bp)
+    app.register_blueprint(followup.bp)
     app.register_blueprint(api.bp)
     app.jinja_env.globals["quick_exit_url"] = QUICK_EXIT_URL
     app.jinja_env.globals["language_links"] = language_links
     app.jinja_env.globals["current_language"] = current_language
+    app.jinja_env.filters["long_day"] = long_day
+    app.jinja_env.filters["page_digits"] = page_digits
     app.after_request(add_security_headers)
 
     @app.get("/favicon.ico")

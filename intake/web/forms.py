@@ -239,3 +239,43 @@ def report_fields(form: FlaskForm) -> dict[str, Any]:
         else:
             fields[name] = data or ""
     return fields
+
+
+class ReceiptForm(FlaskForm):
+    """A receipt typed back (the follow-up page), or posted by the page's script (thanks).
+
+    Only its length is checked here; `intake.crypto.receipt.normalise_receipt`
+    reads it.
+    """
+
+    receipt = StringField(validators=[InputRequired(), Length(max=200)])
+
+
+#: The longest follow-up message: as long as a report's narrative.
+MAX_MESSAGE = schema.FIELDS["narrative"].max_length or schema.DEFAULT_MAX_TEXT
+
+
+class FollowUpForm(FlaskForm):
+    """More text and files for the reviewers, sent from a mailbox page.
+
+    `mailbox` is the page's ticket (`intake.web.receipts`), never the receipt.
+    What is sent becomes a report container whose ``fields`` hold only
+    ``narrative``: the message.
+    """
+
+    message = TextAreaField(
+        _l("Your message"),
+        validators=[Length(max=MAX_MESSAGE, message=_l(
+            "Shorten this to %(max)d characters at most.", max=MAX_MESSAGE))],
+        filters=[unix_newlines],
+    )
+    attachments = MultipleFileField(_l("Files"), validators=[FileCount()])
+    keyring_version = HiddenField()
+    mailbox = HiddenField()
+
+
+class MailboxActionForm(FlaskForm):
+    """Deleting a mailbox: its ticket, and "yes" once the source has confirmed."""
+
+    mailbox = HiddenField()
+    confirm = HiddenField()

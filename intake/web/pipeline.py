@@ -7,17 +7,22 @@ streaming, to the keyring's active recipients straight into the blob store.
 A declared MIME type is kept only if it is a plain ASCII ``type/subtype``. The blob is durable
 (fsync, rename, fsync) before its row is committed, so a crash leaves at worst
 an orphan blob that start-up reports, never a row without its blob.
+
+A follow-up sent from a mailbox page takes exactly this path too (its
+``fields`` hold only the message, as ``narrative``); `also` writes the link
+to the source's mailbox in the same transaction as the submission's row.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from intake.crypto import keyring as kr
 from intake.crypto.container import Attachment, ContainerReader
@@ -64,8 +69,13 @@ def store_report(
     keyring: kr.Keyring,
     store: BlobStore,
     session_factory: sessionmaker,
-) -> None:
-    """Encrypt one report to `keyring` and file it; raise on any failure, leaving nothing."""
+    also: Callable[[Session, str], None] | None = None,
+) -> str:
+    """Encrypt one report to `keyring` and file it; return its id.
+
+    Raise on any failure, leaving nothing. `also(session, submission_id)`
+    writes more rows in the transaction of the submission's row.
+    """
     container = ContainerReader(lang, fields, [_attachment(u) for u in uploads])
     submission_id = new_submission_id()
     day = today()
@@ -80,4 +90,6 @@ def store_report(
         submission_id=submission_id,
         day=day,
         keyring_version=keyring.version,
+        also=None if also is None else lambda session: also(session, submission_id),
     )
+    return submission_id

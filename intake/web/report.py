@@ -3,7 +3,17 @@
 The form works without JavaScript. A form that fails validation comes back
 with everything typed still in it, each error next to its field and listed at
 the top; files cannot be refilled by a browser, so the page says they need
-choosing again. The thank-you page shows nothing that identifies the report.
+choosing again.
+
+A report that is filed gets a receipt (`intake.crypto.receipt`), shown in the
+answer to the submission itself: without JavaScript the server draws it and
+answers the POST with the thank-you page (there is no redirect, since the
+receipt must not travel in a URL); with JavaScript the page drew it, sent it
+when its upload was created, and posts it to ``/<lang>/thanks`` once the
+upload is filed, which answers with the same page. The receipt is printed in
+the page's own digits, with Western digits beside them in Arabic and
+Persian. Every answer carries ``Cache-Control: no-store``. The thank-you page
+shows nothing else that identifies the report.
 """
 
 from __future__ import annotations
@@ -15,7 +25,6 @@ from flask import (
     abort,
     current_app,
     g,
-    redirect,
     render_template,
     request,
     url_for,
@@ -27,12 +36,14 @@ from werkzeug.datastructures import CombinedMultiDict, MultiDict
 
 from intake import schema
 from intake.crypto import keyring as kr
+from intake.crypto.receipt import format_receipt, new_receipt, normalise_receipt
 from intake.limits import MAX_ATTACHMENTS
 from intake.web.api import keyring_document
-from intake.web.forms import ReportForm, report_fields
+from intake.web.forms import ReceiptForm, ReportForm, report_fields
 from intake.web.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import Upload, store_report
+from intake.web.receipts import PAGE_DIGITS, keys_for_report
 
 bp = Blueprint("report", __name__, url_prefix="/<lang>")
 
@@ -54,7 +65,7 @@ def _keyring() -> kr.Keyring:
     return current_app.extensions["intake"].watcher.current()
 
 
-def _recipients_view(keyring: kr.Keyring) -> list[dict[str, str]]:
+def recipients_view(keyring: kr.Keyring) -> list[dict[str, str]]:
     return [
         {"label": r.label, "fingerprint": kr.fingerprint(r.recipient)}
         for r in keyring.recipients
@@ -104,7 +115,7 @@ def browser_config(keyring: kr.Keyring) -> dict[str, Any] | None:
         "worker": url_for("static", filename="js/encrypt-worker.js"),
         "vendor": url_for("static", filename=f"vendor/{vendor['file']}"),
         "integrity": vendor["integrity"],
-        "thanks": url_for("report.thanks"),
+        "thanks": url_for("report.thanks_with_receipt"),
         "keyring": keyring_document(keyring),
         "max_attachments": MAX_ATTACHMENTS,
         "fields": [
@@ -148,7 +159,7 @@ def render_form(
         form=form,
         sections=schema.SECTIONS,
         schema_fields=schema.FIELDS,
-        recipients=_recipients_view(keyring),
+        recipients=recipients_view(keyring),
         notice=notice,
         files_dropped=files_dropped,
         browser=browser_config(keyring),
@@ -228,21 +239,68 @@ def submit() -> Any:
                 "Check it below, then send again."
             ),
         )
+    state = current_app.extensions["intake"]
+    receipt = new_receipt()
+    keys = keys_for_report(receipt)
+    mailboxes = state.mailboxes
+
+    def open_mailbox(session: Any, submission_id: str) -> None:
+        mailboxes.link(session, mailboxes.ensure(session, keys), submission_id)
+
     # On a full disk the app answers 507 "the intake is full" (app.storage_full).
     store_report(
         lang=g.lang,
         fields=report_fields(form),
         uploads=uploads,
         keyring=keyring,
-        store=current_app.extensions["intake"].store,
-        session_factory=current_app.extensions["intake"].session_factory,
+        store=state.store,
+        session_factory=state.session_factory,
+        also=open_mailbox,
     )
-    return redirect(url_for("report.thanks"), code=303)
+    # The answer to the submission itself shows the receipt: never a redirect.
+    return render_thanks(receipt)
+
+
+def receipt_view(receipt: str) -> dict[str, str | None]:
+    """The receipt as the page prints it: in its own digits, and in Western digits
+    beside them when those differ."""
+    digits = PAGE_DIGITS.get(g.lang, "western")
+    return {
+        "local": format_receipt(receipt, digits),
+        "western": None if digits == "western" else format_receipt(receipt),
+    }
+
+
+def render_thanks(receipt: str | None) -> str:
+    return render_template(
+        "thanks.html",
+        receipt=None if receipt is None else receipt_view(receipt),
+        # The language links of a page with a receipt are forms that post it again.
+        csrf=None if receipt is None else generate_csrf(),
+        mailbox_days=current_app.extensions["intake"].settings.mailbox_days,
+    )
 
 
 @bp.get("/thanks")
 def thanks() -> str:
-    return render_template("thanks.html")
+    """The thank-you page reached by its address: it has no receipt to show."""
+    return render_thanks(None)
+
+
+@bp.post("/thanks")
+def thanks_with_receipt() -> tuple[str, int] | str:
+    """The page's script, once its encrypted upload is filed, posts the receipt it drew
+    here (never in a URL) to show the same thank-you page as the form path."""
+    form = ReceiptForm()
+    receipt = normalise_receipt(form.receipt.data or "") if form.validate() else None
+    if receipt is None:
+        return render_template(
+            "error.html",
+            title=_("The receipt could not be shown"),
+            message=_("Your report was sent. Its receipt could not be shown; without it you "
+                      "cannot come back to this report, but you can send a new report."),
+        ), 400
+    return render_thanks(receipt)
 
 
 @bp.app_errorhandler(IntakeClosed)

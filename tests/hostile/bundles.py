@@ -235,6 +235,7 @@ class Expect:
     quarantined: int = 0
     refused: int = 0
     identity: str = "reviewer"  # "reviewer" or "stranger"
+    cases: int | None = None  # case folders made, when follow-ups go inside one (else added)
 
 
 def _junk_first(kit: Kit) -> Path:
@@ -500,7 +501,79 @@ def _challenge_not_base64(kit: Kit) -> Path:
 
 def _unknown_manifest_field(kit: Kit) -> Path:
     manifest, members = kit.parts([kit.report("one")])
-    manifest["threads"] = {"a": "b"}
+    manifest["source_links"] = {"a": "b"}
+    return kit.write(manifest, members)
+
+
+# -- threads.age: which submissions come from one source ---------------------------------------
+
+
+def sealed_threads(kit: Kit, document: dict[str, Any] | bytes,
+                   to: list[str] | None = None) -> tuple[Member, dict[str, Any]]:
+    """threads.age sealing `document` (to both reviewers, or `to`), and its manifest listing."""
+    plaintext = document if isinstance(document, bytes) else json.dumps(document).encode()
+    sealed = encrypt_bytes(plaintext, to or [kit.recipient(0), kit.recipient(1)])
+    return Member("threads.age", sealed), {"size": len(sealed),
+                                           "sha256": hashlib.sha256(sealed).hexdigest()}
+
+
+def with_threads(kit: Kit, manifest: dict[str, Any], members: list[Member],
+                 document: dict[str, Any] | bytes, *, to: list[str] | None = None) -> Path:
+    """The bundle with a threads.age sealing `document`, listed in the manifest."""
+    member, manifest["threads"] = sealed_threads(kit, document, to)
+    return kit.write(manifest, [member, *members])
+
+
+def a_thread(submission_id: str, thread: str | None = None) -> dict[str, str]:
+    return {"id": submission_id, "thread": thread or "a" * 32,
+            "reply_to": str(x25519.Identity.generate().to_public())}
+
+
+def _threads_two_from_one_source(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("first"), kit.report("more")])
+    ids = [e["id"] for e in manifest["submissions"]]
+    one = a_thread(ids[0])
+    return with_threads(kit, manifest, members, {"format": "intake-threads/v1", "submissions": [
+        one, {**one, "id": ids[1]}]})
+
+
+def _threads_hash_changed(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("one")])
+    member, manifest["threads"] = sealed_threads(kit, {
+        "format": "intake-threads/v1", "submissions": [a_thread(manifest["submissions"][0]["id"])]})
+    manifest["threads"]["sha256"] = "0" * 64
+    return kit.write(manifest, [member, *members])
+
+
+def _threads_name_another_bundles_submission(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("one")])
+    return with_threads(kit, manifest, members, {"format": "intake-threads/v1", "submissions": [
+        a_thread(secrets.token_hex(16))]})
+
+
+def _threads_reply_to_not_a_key(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("one")])
+    bad = {**a_thread(manifest["submissions"][0]["id"]), "reply_to": "age1\x1b[2J" + "q" * 54}
+    return with_threads(kit, manifest, members, {"format": "intake-threads/v1",
+                                                 "submissions": [bad]})
+
+
+def _threads_not_json(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("one")])
+    return with_threads(kit, manifest, members, b"[" * 100_000)
+
+
+def _threads_for_a_stranger(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("first"), kit.report("more")])
+    ids = [e["id"] for e in manifest["submissions"]]
+    one = a_thread(ids[0])
+    return with_threads(kit, manifest, members, {"format": "intake-threads/v1", "submissions": [
+        one, {**one, "id": ids[1]}]}, to=[str(kit.stranger.to_public())])
+
+
+def _threads_listed_but_missing(kit: Kit) -> Path:
+    manifest, members = kit.parts([kit.report("one")])
+    manifest["threads"] = {"size": 300, "sha256": "0" * 64}
     return kit.write(manifest, members)
 
 
@@ -573,6 +646,21 @@ BUNDLES: dict[str, tuple[Callable[[Kit], Path], Expect]] = {
     "a challenge that is not base64": (_challenge_not_base64, Expect(1, "malformed challenge")),
     "a manifest field this version does not know": (_unknown_manifest_field, Expect(
         1, "fields this version does not know")),
+    # threads.age: who sent what, sealed; damaged or hostile, the bundle is refused whole.
+    "two submissions from one source": (_threads_two_from_one_source, Expect(
+        0, "1 of those added came from a source with a case here", added=2, cases=1)),
+    "a threads.age whose hash changed": (_threads_hash_changed, Expect(
+        1, "threads.age does not match its manifest")),
+    "a threads.age naming another bundle's submission": (
+        _threads_name_another_bundles_submission, Expect(1, "threads.age is malformed")),
+    "a threads.age whose reply key is not a key": (_threads_reply_to_not_a_key, Expect(
+        1, "threads.age is malformed")),
+    "a threads.age nested 100,000 deep": (_threads_not_json, Expect(
+        1, "threads.age is malformed")),
+    "a threads.age for someone else": (_threads_for_a_stranger, Expect(
+        0, "your identity cannot open that part", added=2)),
+    "a threads.age listed but missing": (_threads_listed_but_missing, Expect(
+        1, "lacks threads.age")),
 }
 
 
@@ -661,7 +749,14 @@ def _hash_mismatch(world: AckWorld) -> dict[str, Any]:
     return world.signed(submissions=[(first, "b" * 64), second])
 
 
-def _with_a_reply(world: AckWorld) -> dict[str, Any]:
+def _a_reply_for_an_unknown_thread(world: AckWorld) -> dict[str, Any]:
+    stranger = str(x25519.Identity.generate().to_public())
+    reply = Reply(secrets.token_hex(16), secrets.token_hex(16),
+                  base64.b64encode(encrypt_bytes(b"hello", [stranger])).decode())
+    return world.signed(replies=[reply])
+
+
+def _a_reply_that_is_not_age(world: AckWorld) -> dict[str, Any]:
     reply = Reply(secrets.token_hex(16), secrets.token_hex(16),
                   base64.b64encode(os.urandom(300)).decode())
     return world.signed(replies=[reply])
@@ -707,8 +802,11 @@ ACKS: dict[str, tuple[Callable[[AckWorld], dict[str, Any]], AckExpect]] = {
     "an unknown submission": (_unknown_submission, AckExpect(1, "unknown here", deleted=2)),
     "a hash that does not match": (_hash_mismatch, AckExpect(1, "hash does not match",
                                                              deleted=1)),
-    "a reply": (_with_a_reply, AckExpect(0, "1 reply(ies) skipped: delivering replies is not "
-                                            "supported yet", deleted=2)),
+    # The proof holds, so the acks count; the reply has nowhere to go, and says so.
+    "a reply for a thread the server does not have": (_a_reply_for_an_unknown_thread, AckExpect(
+        1, "1 for a mailbox this server does not have", deleted=2)),
+    "a reply that is not an age file": (_a_reply_that_is_not_age, AckExpect(
+        1, "1 not an age file", deleted=2)),
     "a reply without its thread": (_malformed(_set(("replies",), [
         {"reply_id": "1" * 32, "ciphertext": "YWdl"}])), AckExpect(1, "malformed reply")),
     "a reply id with a newline": (_malformed(_set(("replies",), [

@@ -16,6 +16,10 @@
  * is announced to the API before the first byte is encrypted. Files are read
  * as streams: no file ever sits whole in memory, and the chunks waiting for
  * the hashing worker are bounded by HASH_BACKLOG.
+ *
+ * The create names the source's mailbox: the receipt the page drew (a new
+ * report) or the mailbox page's ticket (a follow-up). The receipt goes to the
+ * server in that request body only; the worker keeps nothing once it is done.
  */
 "use strict";
 
@@ -417,7 +421,10 @@ async function encryptAndUpload(job, entries, reportLength, length, hasher) {
     const size = headerLength + 16 + length + 16 * Math.max(1, Math.ceil(length / AGE_CHUNK));
     let created;
     try {
-      created = await api(job, "POST", "/uploads", JSON.stringify({ size, keyring_version: job.keyring.version }), "application/json");
+      const body = { size, keyring_version: job.keyring.version };
+      if (job.receipt) body.receipt = job.receipt;
+      if (job.mailbox) body.mailbox = job.mailbox;
+      created = await api(job, "POST", "/uploads", JSON.stringify(body), "application/json");
     } catch (error) {
       if (error instanceof ApiError && error.body.error === "keyring_changed") {
         job.keyring = error.body.keyring;

@@ -16,13 +16,24 @@
  * sees them. The page says what happened and lets the source choose: try the
  * encrypted path again, or send through the server now, knowing that the
  * server then sees the report in memory. Nothing typed is lost either way.
+ *
+ * The receipt: for a new report the page draws it here, once, with
+ * crypto.getRandomValues (rejection sampling: a byte counts only below 250,
+ * so every digit is equally likely), and the worker sends it when it creates
+ * the upload. A lost answer to "finish" therefore never loses it. Once the
+ * report is filed the page posts it (never in a URL) to the thank-you page,
+ * which shows it. The same script sends a follow-up from a mailbox page
+ * (config.mode "follow-up"): there the page's mailbox ticket goes with the
+ * upload instead, and no receipt is drawn.
  */
 (function () {
   "use strict";
-  var form = document.getElementById("report-form");
   var configNode = document.getElementById("intake-config");
-  if (!form || !configNode) return;
+  if (!configNode) return;
   var config = JSON.parse(configNode.textContent);
+  var followUp = config.mode === "follow-up";
+  var form = document.getElementById(followUp ? "follow-up-form" : "report-form");
+  if (!form) return;
   var messages = config.messages;
   var fallback = document.getElementById("js-fallback");
   var progressBox = document.getElementById("js-progress");
@@ -33,6 +44,43 @@
   var button = form.querySelector("button[type=submit]");
   var choice = document.getElementById("js-choice");
   var sendingPlain = false;
+  // Drawn once per page, on the first "send": a retry keeps the same receipt.
+  var receipt = null;
+
+  var RECEIPT_DIGITS = 20;
+
+  function drawReceipt() {
+    var digits = "";
+    var bytes = new Uint8Array(32);
+    while (digits.length < RECEIPT_DIGITS) {
+      window.crypto.getRandomValues(bytes);
+      for (var i = 0; i < bytes.length && digits.length < RECEIPT_DIGITS; i++) {
+        if (bytes[i] < 250) digits += String(bytes[i] % 10); // 250 = 25 x 10: no digit favoured
+      }
+    }
+    return digits;
+  }
+
+  // The thank-you page, with the receipt posted to it: never in a URL or a cookie.
+  function showThanks() {
+    if (followUp) {
+      window.location.assign(config.thanks);
+      return;
+    }
+    var post = document.createElement("form");
+    post.method = "post";
+    post.action = config.thanks;
+    post.hidden = true;
+    [["csrf_token", config.csrf], ["receipt", receipt]].forEach(function (pair) {
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = pair[0];
+      input.value = pair[1];
+      post.appendChild(input);
+    });
+    document.body.appendChild(post);
+    post.submit();
+  }
 
   function capable() {
     try {
@@ -103,9 +151,10 @@
     config.fields.forEach(function (f) {
       var value;
       if (f.kind === "files") return;
-      if (f.multi) value = data.getAll(f.name);
-      else if (f.kind === "checkbox") value = data.get(f.name) !== null;
-      else value = (data.get(f.name) || "").toString();
+      var source = f.source || f.name; // the follow-up's message is report.json's narrative
+      if (f.multi) value = data.getAll(source);
+      else if (f.kind === "checkbox") value = data.get(source) !== null;
+      else value = (data.get(source) || "").toString();
       if (f.kind === "partial_date" && value) {
         var normal = partialDate(value);
         if (normal === null) missing.push(f);
@@ -132,7 +181,7 @@
     missing.forEach(function (f) {
       var item = document.createElement("li");
       var link = document.createElement("a");
-      link.href = "#" + f.name;
+      link.href = "#" + (f.source || f.name);
       link.textContent = f.label;
       item.appendChild(link);
       list.appendChild(item);
@@ -258,6 +307,11 @@
       showProblems([{ name: "attachments", label: messages.too_many_files }]);
       return;
     }
+    if (followUp && !collected.fields.narrative.trim() && files.length === 0) {
+      showProblems([{ name: "message", label: messages.empty }]);
+      return;
+    }
+    if (!followUp && receipt === null) receipt = drawReceipt();
     var worker;
     try {
       worker = new Worker(config.worker);
@@ -297,7 +351,7 @@
         status.textContent = messages.done;
         timeLeft.textContent = "";
         worker.terminate();
-        window.location.assign(config.thanks);
+        showThanks();
       } else if (m.type === "error") {
         stopTicking();
         timeLeft.textContent = "";
@@ -314,6 +368,7 @@
     worker.postMessage({
       vendor: config.vendor, api: config.api, csrf: config.csrf, lang: config.lang,
       keyring: config.keyring, fields: collected.fields, files: files,
+      receipt: followUp ? null : receipt, mailbox: followUp ? config.mailbox : null,
     });
   }
 })();
