@@ -42,29 +42,17 @@ from intake.crypto.receipt import normalise_receipt
 from intake.storage.derivation import DerivationsBusy
 from intake.web import api
 from intake.web.forms import MAX_MESSAGE, FollowUpForm, MailboxActionForm, ReceiptForm
-from intake.web.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from intake.web.i18n import language_prefixed
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import Upload, store_report
 from intake.web.receipts import keys_for_follow_up, make_ticket, read_ticket
 from intake.web.report import browser_config as report_config
 from intake.web.report import recipients_view
 
-bp = Blueprint("followup", __name__, url_prefix="/<lang>/follow-up")
+bp = language_prefixed(Blueprint("followup", __name__, url_prefix="/<lang>/follow-up"))
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
-
-@bp.url_value_preprocessor
-def pull_language(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    lang = (values or {}).pop("lang", None)
-    if lang not in LANGUAGES:
-        abort(404)
-    g.lang = lang
-
-
-@bp.url_defaults
-def add_language(endpoint: str, values: dict[str, Any]) -> None:
-    values.setdefault("lang", g.get("lang", DEFAULT_LANGUAGE))
 
 
 @bp.before_request

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
-from flask import Request, g, request, url_for
+from flask import Blueprint, Request, abort, g, request, url_for
 from flask_babel import format_date
 
 
@@ -28,6 +29,24 @@ LANGUAGES: dict[str, Language] = {
     "fa": Language("fa", "فارسی", "rtl"),
 }
 DEFAULT_LANGUAGE = "ar"
+
+
+def language_prefixed(bp: Blueprint) -> Blueprint:
+    """Make `bp`'s pages take their language from the URL's `<lang>` (404 for any
+    other) and keep it in every URL they build."""
+
+    @bp.url_value_preprocessor
+    def pull_language(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        lang = (values or {}).pop("lang", None)
+        if lang not in LANGUAGES:
+            abort(404)
+        g.lang = lang
+
+    @bp.url_defaults
+    def add_language(endpoint: str, values: dict[str, Any]) -> None:
+        values.setdefault("lang", g.get("lang", DEFAULT_LANGUAGE))
+
+    return bp
 
 #: The digits each page prints numbers in (the receipt, days, counts).
 PAGE_DIGITS = {"ar": "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",

@@ -40,25 +40,13 @@ from intake.crypto.receipt import format_receipt, new_receipt, normalise_receipt
 from intake.limits import MAX_ATTACHMENTS
 from intake.web.api import keyring_document
 from intake.web.forms import ReceiptForm, ReportForm, report_fields
-from intake.web.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from intake.web.i18n import language_prefixed
 from intake.web.keyring_state import IntakeClosed
 from intake.web.pipeline import Upload, store_report
 from intake.web.receipts import PAGE_DIGITS, keys_for_report
 
-bp = Blueprint("report", __name__, url_prefix="/<lang>")
+bp = language_prefixed(Blueprint("report", __name__, url_prefix="/<lang>"))
 
-
-@bp.url_value_preprocessor
-def pull_language(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    lang = (values or {}).pop("lang", None)
-    if lang not in LANGUAGES:
-        abort(404)
-    g.lang = lang
-
-
-@bp.url_defaults
-def add_language(endpoint: str, values: dict[str, Any]) -> None:
-    values.setdefault("lang", g.get("lang", DEFAULT_LANGUAGE))
 
 
 def _keyring() -> kr.Keyring:
