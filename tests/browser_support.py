@@ -38,6 +38,9 @@ from intake.storage.models import Submission
 
 MiB = 1024 * 1024
 
+#: axe-core, vendored from npm (tests/vendor): the accessibility checker both web apps face.
+AXE = next((Path(__file__).resolve().parent / "vendor").glob("axe-core-*.min.js"))
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -47,6 +50,20 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+# -- Accessibility ---------------------------------------------------------------------------
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on `page` (its CSP bypassed to inject axe)."""
+    page.evaluate(AXE.read_text())
+    result = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
+    )
+    return [f"{v['id']} ({v['impact']}, {v['nodes']} nodes)" for v in result
+            if v["impact"] in ("serious", "critical")]
+
 
 # -- What a source types ---------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from browser_support import fill_report, minimal_answers
+from browser_support import AXE, fill_report, minimal_answers, serious_violations
 from conftest import require_tool
 from followup_support import csrf_of
 from helpers import Deployment, gunicorn, receipt_from, server_env, submit
@@ -25,7 +25,6 @@ from intake.web.i18n import LANGUAGES
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-AXE = next((ROOT / "tests" / "vendor").glob("axe-core-*.min.js"))
 SHOTS = ROOT / "docs" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -50,16 +49,6 @@ def browser():
         browser = p.chromium.launch(executable_path=chromium, args=ARGS)
         yield browser
         browser.close()
-
-
-def serious_violations(page) -> list[str]:
-    page.evaluate(AXE.read_text())
-    result = page.evaluate(
-        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
-    )
-    return [f"{v['id']} ({v['impact']}, {v['nodes']} nodes)" for v in result
-            if v["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.parametrize("lang", list(LANGUAGES))

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from browser_support import serious_violations
 from conftest import require_tool
 from desk_support import (
     CAMERA,
@@ -44,7 +45,6 @@ from intake.web.i18n import LANGUAGES
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-AXE = next((ROOT / "tests" / "vendor").glob("axe-core-*.min.js"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -257,16 +257,6 @@ def test_another_program_on_loopback_never_receives_the_desks_cookie(store, brow
         other.server_close()
     assert len(received) >= 5
     assert [cookie for _path, cookie in received if cookie] == []
-
-
-def serious_violations(page) -> list[str]:
-    page.evaluate(AXE.read_text())
-    result = page.evaluate(
-        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
-    )
-    return [f"{v['id']} ({v['impact']}, {v['nodes']} nodes)" for v in result
-            if v["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.parametrize("lang", list(LANGUAGES))
