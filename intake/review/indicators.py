@@ -193,7 +193,7 @@ def _url(text: str) -> Indicator | None:
         return None
     userinfo, at, hostport = match["netloc"].rpartition("@")
     port = ""
-    port_match = re.search(r":[^:\]]*$", hostport)
+    port_match = re.search(r":[^:\]]*\Z", hostport)  # \Z: $ would also stop before a newline
     if port_match is not None:
         port = port_match.group()
         hostport = hostport[: port_match.start()]

@@ -24,8 +24,7 @@ Use it like this::
     from intake.review.store import CaseFilter, CaseStore
 
     with CaseStore(cases_dir) as store:             # opens, upgrades, reconciles
-        for summary in store.cases(CaseFilter(status="new", search="محمد")):
-            print(summary.code, summary.country, summary.tags)
+        new = [s.code for s in store.cases(CaseFilter(status="new", search="محمد"))]
         case = store.case("IC-671DDD1C")            # a 32-hex id, an IC code or a prefix
         store.set_status(case.case_id, "in_triage")
         store.add_tag(case.case_id, "pegasus-2026")
